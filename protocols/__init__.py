@@ -1,0 +1,1 @@
+"""Protocol cores (sans-IO) and their thin asyncio adapters. Never imports `gateway`."""

@@ -1,0 +1,1 @@
+"""AS2 protocol: a sans-IO core plus its asyncio endpoint."""

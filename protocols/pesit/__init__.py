@@ -1,0 +1,1 @@
+"""PESIT protocol: a sans-IO core plus its asyncio endpoint."""

@@ -1,0 +1,1 @@
+"""SFTP protocol: a sans-IO core plus its asyncio endpoint."""
