@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a table comparing Raccord with a baseline measured in the same run."""
