@@ -108,6 +108,6 @@ class _StdlibBridge(logging.Formatter):
 
 
 def get_logger(name: str) -> FilteringBoundLogger:
-    """A logger whose events carry `logger=name`; bind message_id/connection/interface_code."""
-    logger: FilteringBoundLogger = structlog.get_logger(logger=name)
+    """A lazy logger (configuration read at each call) whose events carry `module=name`."""
+    logger: FilteringBoundLogger = structlog.get_logger(module=name)
     return logger

@@ -1,0 +1,142 @@
+"""Rules that look across fields and connections (domain.md §3, §5): each returns ConfigErrors.
+
+Per-field rules (SIRET, phone, dates…) are pydantic validators in `config.py`; what needs the
+whole file — uniqueness, the catalogue, routing ambiguity, certificate material — is here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from gateway.config import Config, ConnectionConfig
+from gateway.errors import ConfigError
+from gateway.interfaces import Catalogue, builtin_catalogue, spec_from_mapping
+from gateway.model import Circuit, ConnectionStatus, Direction, Protocol
+
+# Sheets past draft must carry the certificate their protocol authenticates with.
+_NEEDS_CLIENT_PAIR = {Protocol.AS2, Protocol.SFTP, Protocol.PESIT}
+
+
+def catalogue_for(config: Config) -> Catalogue:
+    """The built-in catalogue extended with the operator's declared codes."""
+    catalogue, _ = _extra_interfaces(config)
+    return catalogue
+
+
+def _extra_interfaces(config: Config) -> tuple[Catalogue, list[ConfigError]]:
+    errors: list[ConfigError] = []
+    catalogue = builtin_catalogue()
+    for index, extra in enumerate(config.interfaces):
+        where = f"interfaces[{index}]"
+        try:
+            spec = spec_from_mapping(extra.model_dump(mode="json"))
+            current = catalogue.get(spec.code)
+            if current is not None and not current.confirmed:
+                catalogue = catalogue.overridden([spec])  # our unconfirmed defaults yield
+            else:
+                catalogue = catalogue.extended([spec])
+        except ValueError as exc:
+            field, _, reason = str(exc).partition(": ")
+            if reason and " " not in field:
+                errors.append(ConfigError(f"{where}.{field}", reason))
+            else:
+                errors.append(ConfigError(f"{where}.code", str(exc)))
+    return catalogue, errors
+
+
+def _names(config: Config) -> Iterator[ConfigError]:
+    seen: dict[str, ConnectionConfig] = {}
+    for index, conn in enumerate(config.connections):
+        other = seen.get(conn.name)
+        if other is None:
+            seen[conn.name] = conn
+        elif (other.exchange_system, other.structure) == (conn.exchange_system, conn.structure):
+            yield ConfigError(
+                f"connections[{index}].name",
+                f"{conn.name!r} is already used for exchange system {conn.exchange_system} "
+                f"and structure {conn.structure}",
+            )
+        else:
+            yield ConfigError(
+                f"connections[{index}].name",
+                f"{conn.name!r} is already the name of another connection "
+                "(names are this gateway's connection keys)",
+            )
+
+
+def _shape(config: Config) -> Iterator[ConfigError]:
+    for index, conn in enumerate(config.connections):
+        where = f"connections[{index}]"
+        if conn.protocol is Protocol.PESIT and conn.circuit is not Circuit.B2G:
+            yield ConfigError(f"{where}.protocol", "PeSIT is accepted for B2G only")
+        needs_pair = conn.protocol in _NEEDS_CLIENT_PAIR
+        if needs_pair and conn.status is not ConnectionStatus.BROUILLON:
+            if conn.certificates.client is None:
+                yield ConfigError(
+                    f"{where}.certificates.client",
+                    f"required: a {conn.protocol.value} connection past draft authenticates with it",
+                )
+            if conn.protocol is Protocol.AS2 and not conn.certificates.partner:
+                yield ConfigError(
+                    f"{where}.certificates.partner",
+                    "required: AS2 verifies and encrypts with AIFE's certificate",
+                )
+
+
+def _subscriptions(config: Config, catalogue: Catalogue) -> Iterator[ConfigError]:
+    owner: dict[tuple[str, str, str], str] = {}
+    for index, conn in enumerate(config.connections):
+        for direction in (Direction.EMISSION, Direction.RECEPTION):
+            codes = getattr(conn.subscriptions, direction.value)
+            for position, code in enumerate(codes):
+                where = f"connections[{index}].subscriptions.{direction.value}[{position}]"
+                spec = catalogue.get(code)
+                if spec is None:
+                    yield ConfigError(where, f"{code} is not in the interface catalogue")
+                    continue
+                if spec.direction is not direction:
+                    actual = spec.direction.value
+                    yield ConfigError(where, f"{code} is a {actual} code, not {direction.value}")
+                if conn.circuit not in spec.circuits:
+                    circuits = "/".join(sorted(c.value for c in spec.circuits))
+                    yield ConfigError(
+                        where, f"{code} belongs to {circuits}, not to {conn.circuit.value}"
+                    )
+                key = (conn.environment.value, code, direction.value)
+                if key in owner and owner[key] != conn.name:
+                    yield ConfigError(
+                        where,
+                        f"{code} ({direction.value}, {conn.environment.value}) is already carried "
+                        f"by connection {owner[key]!r}: routing must never be ambiguous",
+                    )
+                owner.setdefault(key, conn.name)
+
+
+def _shared_files(config: Config) -> Iterator[ConfigError]:
+    """Cheap first pass: the same certificate or key *file* named by two connections."""
+    owner: dict[str, str] = {}
+    for index, conn in enumerate(config.connections):
+        for role, pair in conn.certificates.own().items():
+            for kind, path in (("certificate", pair.certificate), ("key", pair.key)):
+                key = str(path.resolve())
+                first = owner.setdefault(key, conn.name)
+                if first != conn.name:
+                    yield ConfigError(
+                        f"connections[{index}].certificates.{role}.{kind}",
+                        f"{path} is also used by connection {first!r}: "
+                        "one certificate per connection",
+                    )
+
+
+def check_rules(config: Config, *, check_files: bool = True) -> list[ConfigError]:
+    """Every cross-field rule; with `check_files`, certificate material is loaded and checked."""
+    catalogue, errors = _extra_interfaces(config)
+    errors.extend(_names(config))
+    errors.extend(_shape(config))
+    errors.extend(_subscriptions(config, catalogue))
+    errors.extend(_shared_files(config))
+    if check_files and not errors:
+        from gateway.credentials import check_credentials
+
+        errors.extend(check_credentials(config))
+    return errors

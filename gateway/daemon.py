@@ -1,0 +1,195 @@
+"""`raccord serve`: start listeners and workers from the config, reload on SIGHUP, drain on SIGTERM.
+
+Start-up order matters for the durability promise: the store is opened and recovered (messages a
+crash left `sending` are due again) before any listener accepts a byte, and on shutdown the
+listeners stop accepting first, in-flight work finishes within `shutdown_timeout`, and the store
+closes last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import signal
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from gateway import metrics, offload
+from gateway.admin import AdminServer, build_app
+from gateway.config import Config
+from gateway.config_load import ConfigErrors, load
+from gateway.connections import synchronise
+from gateway.credentials import credential_warnings, load_credentials
+from gateway.endpoints import endpoint_factories
+from gateway.housekeeping import Housekeeping
+from gateway.inbox import StoreInbox
+from gateway.logging import configure, get_logger
+from gateway.services import EndpointFactory, GatewayContext, Service
+from gateway.store import Store
+from gateway.store.sqlite import open_store
+
+log = get_logger(__name__)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Daemon:
+    """One gateway process: config, store, admin server, services."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        factories: Sequence[EndpointFactory] | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        install_signals: bool = True,
+    ) -> None:
+        self._path = config_path
+        self._factories = list(endpoint_factories() if factories is None else factories)
+        self._clock = clock
+        self._install_signals = install_signals
+        self._stopping = asyncio.Event()
+        self._reloading = asyncio.Lock()
+        self._services: list[Service] = []
+        self._store: Store | None = None
+        self._context: GatewayContext | None = None
+        self.admin: AdminServer | None = None
+
+    @property
+    def context(self) -> GatewayContext | None:
+        """The running context (tests and admin routes read it)."""
+        return self._context
+
+    async def _build_context(self, config: Config, store: Store) -> GatewayContext:
+        credentials, problems = await offload.run_blocking(
+            load_credentials, config, now=self._clock()
+        )
+        if problems:
+            raise ConfigErrors(problems)
+        for warning in credential_warnings(credentials):
+            log.warning("certificate_warning", detail=warning)
+        registry = await synchronise(config, store, actor="config", credentials=credentials)
+        from gateway.config_rules import catalogue_for
+
+        return GatewayContext(
+            config=config,
+            registry=registry,
+            catalogue=catalogue_for(config),
+            credentials=credentials,
+            store=store,
+            inbox=StoreInbox(store),
+            clock=self._clock,
+        )
+
+    async def _start_services(self, context: GatewayContext) -> None:
+        services: list[Service] = [Housekeeping(context)]
+        for factory in self._factories:
+            services.extend(factory(context))
+        for service in services:
+            await service.start()
+            self._services.append(service)
+            log.info("service_started", service=service.name)
+
+    async def _stop_services(self, timeout: float) -> None:
+        services, self._services = self._services, []
+        for service in reversed(services):
+            try:
+                await service.stop(timeout=timeout)
+            except Exception as exc:  # noqa: BLE001 - one failing stop must not block the others
+                log.error("service_stop_failed", service=service.name, error=repr(exc))
+            else:
+                log.info("service_stopped", service=service.name)
+
+    async def readiness(self) -> dict[str, bool]:
+        """The checks behind /readyz."""
+        return {
+            "config": self._context is not None,
+            "store": await self._store_writable(),
+            "listeners": bool(self._services) and all(s.ready for s in self._services),
+        }
+
+    async def _store_writable(self) -> bool:
+        if self._context is None:
+            return False
+        probe = self._context.config.gateway.data_dir / ".ready-probe"
+        try:
+            await offload.run_blocking(probe.write_bytes, b"ok")
+        except OSError:
+            return False
+        return True
+
+    def request_stop(self) -> None:
+        """Ask the daemon to drain and exit (SIGTERM/SIGINT, or tests)."""
+        self._stopping.set()
+
+    async def reload(self) -> bool:
+        """SIGHUP: switch to the new configuration if valid; keep the old one and say why if not."""
+        async with self._reloading:
+            assert self._store is not None
+            assert self._context is not None
+            try:
+                config = await offload.run_blocking(load, self._path)
+                context = await self._build_context(config, self._store)
+            except ConfigErrors as exc:
+                metrics.CONFIG_RELOADS.labels("rejected").inc()
+                log.error("config_reload_rejected", problems=[str(e) for e in exc.errors])
+                return False
+            await self._stop_services(self._context.config.gateway.shutdown_timeout)
+            self._context = context
+            await self._start_services(context)
+            metrics.CONFIG_RELOADS.labels("applied").inc()
+            log.info("config_reloaded", connections=len(context.registry))
+            return True
+
+    def _signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+
+    async def run(self) -> int:
+        """Serve until asked to stop; 0 on a clean stop, 2 when the config is invalid."""
+        try:
+            config = await offload.run_blocking(load, self._path)
+        except ConfigErrors as exc:
+            configure(level="info")
+            log.error("config_invalid", problems=[str(e) for e in exc.errors])
+            return 2
+        configure(level=config.gateway.log_level)
+        config.gateway.data_dir.mkdir(parents=True, exist_ok=True)
+        self._store = await open_store(config.gateway.data_dir)
+        try:
+            requeued = await self._store.recover()
+            log.info("store_recovered", requeued=requeued)
+            try:
+                self._context = await self._build_context(config, self._store)
+            except ConfigErrors as exc:
+                log.error("config_invalid", problems=[str(e) for e in exc.errors])
+                return 2
+            self.admin = AdminServer(
+                build_app(self.readiness),
+                host=config.gateway.admin.host,
+                port=config.gateway.admin.port,
+            )
+            await self.admin.start()
+            await self._start_services(self._context)
+            if self._install_signals:
+                self._signals(asyncio.get_running_loop())
+            log.info(
+                "gateway_started",
+                admin_port=self.admin.bound_port,
+                connections=len(self._context.registry),
+            )
+            await self._stopping.wait()
+            log.info("gateway_stopping")
+            await self._stop_services(self._context.config.gateway.shutdown_timeout)
+            return 0
+        finally:
+            if self.admin is not None:
+                await self.admin.stop()
+            await self._store.close()
+            with contextlib.suppress(Exception):
+                offload.shutdown()
+            log.info("gateway_stopped")

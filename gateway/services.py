@@ -1,0 +1,51 @@
+"""How protocol listeners and outbox workers plug into the daemon without editing it.
+
+A protocol package contributes an `EndpointFactory` (registered in `gateway/endpoints.py`): given
+the gateway's context, it returns the services to run. The daemon starts them, asks them whether
+they are ready, and stops them on SIGTERM or before a reload.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from gateway.config import Config
+from gateway.connections import ConnectionRegistry
+from gateway.credentials import CredentialSet
+from gateway.inbox import Inbox
+from gateway.interfaces import Catalogue
+from gateway.store import Store
+
+
+@runtime_checkable
+class Service(Protocol):
+    """Something the daemon runs: a listener or a worker."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self, *, timeout: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayContext:
+    """Everything a service may use; each service takes only the parts it needs."""
+
+    config: Config
+    registry: ConnectionRegistry
+    catalogue: Catalogue
+    credentials: CredentialSet
+    store: Store
+    inbox: Inbox
+    clock: Callable[[], dt.datetime]
+
+
+EndpointFactory = Callable[[GatewayContext], Sequence[Service]]
