@@ -28,6 +28,7 @@ sysdeps:
 	fi
 
 run: $(STAMP)
+	$(BIN)/raccord certs sandbox --config $(CONFIG)
 	$(BIN)/raccord serve --config $(CONFIG)
 
 lint: $(STAMP)
