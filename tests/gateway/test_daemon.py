@@ -1,0 +1,164 @@
+"""The daemon on real sockets: health, readiness, metrics, SIGHUP reload, SIGTERM drain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+import pytest
+
+from gateway.daemon import Daemon
+from gateway.model import ConnectionStatus
+from gateway.store.sqlite import open_store
+from tests.sandbox import make_sandbox
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_sandbox(tmp_path_factory.mktemp("sandbox"))
+
+
+async def _get(port: int, path: str) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}{path}") as response,
+    ):
+        return response.status, await response.text()
+
+
+async def test_admin_endpoints_and_clean_stop(
+    sandbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RACCORD_ADMIN_PORT", "0")
+    daemon = Daemon(sandbox, install_signals=False)
+    task = asyncio.create_task(daemon.run())
+    for _ in range(200):
+        if daemon.admin is not None and daemon.admin.bound_port and daemon.context:
+            break
+        await asyncio.sleep(0.05)
+    assert daemon.admin is not None
+    port = daemon.admin.bound_port
+    assert port
+    assert await _get(port, "/healthz") == (200, '{"status": "ok"}')
+    status, body = await _get(port, "/readyz")
+    assert status == 200, body
+    assert json.loads(body)["checks"] == {"config": True, "store": True, "listeners": True}
+    status, text = await _get(port, "/metrics")
+    assert status == 200
+    assert 'raccord_build_info{version="0.1.0"} 1.0' in text
+    assert 'raccord_connection_status{connection="b2g-qual-as2",status="actif"} 1.0' in text
+    assert "raccord_certificate_expiry_timestamp_seconds" in text
+    assert 'raccord_outbox_pending{connection="g2b-prod-as2"} 0.0' in text
+    daemon.request_stop()
+    assert await asyncio.wait_for(task, 10) == 0
+
+
+def test_invalid_config_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("connections: [{name: x}]\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    event = json.loads(result.stdout.splitlines()[-1])
+    assert event["event"] == "config_invalid"
+    assert "connections[0].structure: Field required" in event["problems"]
+
+
+class Gateway:
+    """`raccord serve` as a child process, read through its JSON log lines."""
+
+    def __init__(self, config: Path) -> None:
+        env = {**os.environ, "RACCORD_ADMIN_PORT": "0"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.events: list[dict[str, Any]] = []
+
+    def wait_for(self, name: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        stream: IO[str] | None = self.proc.stdout
+        assert stream is not None
+        while time.monotonic() < deadline:
+            line = stream.readline()
+            if not line:
+                break
+            try:
+                event: dict[str, Any] = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            self.events.append(event)
+            if event.get("event") == name:
+                return event
+        raise AssertionError(f"no {name} event; saw {[e.get('event') for e in self.events]}")
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[tuple[Gateway, Path]]:
+    config = make_sandbox(tmp_path)
+    running = Gateway(config)
+    yield running, config
+    if running.proc.poll() is None:
+        running.proc.kill()
+    running.proc.wait()
+    if running.proc.stdout is not None:
+        running.proc.stdout.close()
+
+
+@pytest.mark.slow
+def test_sighup_keeps_old_config_when_new_one_is_invalid_and_sigterm_exits_0(
+    gateway: tuple[Gateway, Path],
+) -> None:
+    running, config = gateway
+    running.wait_for("gateway_started")
+    original = config.read_text()
+    config.write_text(original.replace('structure: "98765432400019"', 'structure: "1"', 1))
+    running.proc.send_signal(signal.SIGHUP)
+    rejected = running.wait_for("config_reload_rejected")
+    assert any("structure" in p for p in rejected["problems"])
+    config.write_text(original.replace("[XGB0001A, XGB0003A]", "[XGB0001A]", 1))
+    running.proc.send_signal(signal.SIGHUP)
+    running.wait_for("config_reloaded")
+    running.proc.send_signal(signal.SIGTERM)
+    running.wait_for("gateway_stopped")
+    assert running.proc.wait(timeout=30) == 0
+
+
+@pytest.mark.slow
+async def test_modified_sheet_goes_back_en_cours_with_history(
+    gateway: tuple[Gateway, Path],
+) -> None:
+    running, config = gateway
+    running.wait_for("gateway_started")
+    text = config.read_text()
+    config.write_text(text.replace("[XGB0001A, XGB0003A]", "[XGB0001A]", 1))
+    running.proc.send_signal(signal.SIGHUP)
+    running.wait_for("config_reloaded")
+    running.proc.send_signal(signal.SIGTERM)
+    assert running.proc.wait(timeout=30) == 0
+    store = await open_store(config.parent.parent.parent / "var" / "data")
+    try:
+        assert await store.connection_status("g2b-qual-sftp") is ConnectionStatus.EN_COURS
+        assert await store.connection_status("b2g-qual-as2") is ConnectionStatus.ACTIF
+        history = await store.connection_history("g2b-qual-sftp")
+        assert [h.change["event"] for h in history] == ["created", "modified"]
+        assert list(history[-1].change["changes"]) == ["subscriptions"]  # type: ignore[call-overload]
+    finally:
+        await store.close()
