@@ -20,6 +20,7 @@ from gateway.cli_commands import (
     messages_show,
     serve,
 )
+from gateway.logging import configure
 from gateway.model import ConnectionStatus, MessageState
 
 DEFAULT_CONFIG = Path(os.environ.get("RACCORD_CONFIG", "config/sandbox/raccord.yaml"))
@@ -109,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `raccord` console script."""
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
+    if args.command != "serve":  # stdout carries tables and exports; logs go to stderr
+        configure(level="warning", stream=sys.stderr)
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import SecretStr, ValidationError
 
-from gateway.config import Config
+from gateway.config import Config, ConnectionConfig
 from gateway.errors import ConfigError, RaccordError
 from gateway.logging import REDACTOR
 
@@ -84,28 +84,50 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigErrors([ConfigError(str(path), f"not valid YAML: {exc}")]) from exc
 
 
-def _validation_problems(exc: ValidationError) -> Iterator[ConfigError]:
+def _validation_problems(
+    exc: ValidationError, *, prefix: tuple[int | str, ...] = ()
+) -> Iterator[ConfigError]:
     for error in exc.errors(include_url=False, include_input=False):
         reason = str(error["msg"]).removeprefix("Value error, ")
-        yield ConfigError(field_path(tuple(error["loc"])), reason)
+        yield ConfigError(field_path(prefix + tuple(error["loc"])), reason)
+
+
+def _validate_sheets(
+    sheets: Any, base_dir: Path, errors: list[ConfigError]
+) -> tuple[list[ConnectionConfig], list[int]]:
+    """Validate each sheet on its own, so one bad sheet never hides the rules of the others."""
+    if not isinstance(sheets, list):
+        errors.append(ConfigError("connections", "must be a list of connection sheets"))
+        return [], []
+    valid: list[ConnectionConfig] = []
+    positions: list[int] = []
+    for index, sheet in enumerate(sheets):
+        try:
+            valid.append(ConnectionConfig.model_validate(sheet, context={"base_dir": base_dir}))
+        except ValidationError as exc:
+            errors.extend(_validation_problems(exc, prefix=("connections", index)))
+        else:
+            positions.append(index)
+    return valid, positions
 
 
 def parse(
     raw: Any, *, base_dir: Path, env: Mapping[str, str] | None = None
-) -> tuple[Config | None, list[ConfigError]]:
-    """Validate an already-read YAML tree; returns the config (None if invalid) and problems."""
+) -> tuple[Config | None, list[int], list[ConfigError]]:
+    """Validate a YAML tree: the config of every valid sheet, their file positions, problems."""
     errors: list[ConfigError] = []
     if not isinstance(raw, dict):
-        return None, [ConfigError("(root)", "the file must hold a mapping")]
+        return None, [], [ConfigError("(root)", "the file must hold a mapping")]
     # Top-level `x-…` keys hold YAML anchors shared by several sheets (as in compose files).
     raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}
     expanded = expand_env(raw, os.environ if env is None else env, errors)
+    sheets, positions = _validate_sheets(expanded.pop("connections", []), base_dir, errors)
     try:
         config = Config.model_validate(expanded, context={"base_dir": base_dir})
     except ValidationError as exc:
         errors.extend(_validation_problems(exc))
-        return None, errors
-    return config, errors
+        return None, [], errors
+    return config.model_copy(update={"connections": tuple(sheets)}), positions, errors
 
 
 def read_secret(
@@ -141,9 +163,12 @@ def load(path: Path, *, env: Mapping[str, str] | None = None, check_files: bool 
     from gateway.config_rules import check_rules
 
     raw = _read_yaml(path)
-    config, errors = parse(raw, base_dir=path.resolve().parent, env=env)
+    config, positions, errors = parse(raw, base_dir=path.resolve().parent, env=env)
     if config is not None:
-        errors.extend(check_rules(config, check_files=check_files))
+        complete = not errors
+        errors.extend(
+            check_rules(config, check_files=check_files and complete, positions=positions)
+        )
     if errors:
         raise ConfigErrors(errors)
     assert config is not None

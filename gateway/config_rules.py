@@ -6,12 +6,14 @@ whole file — uniqueness, the catalogue, routing ambiguity, certificate materia
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from gateway.config import Config, ConnectionConfig
 from gateway.errors import ConfigError
 from gateway.interfaces import Catalogue, builtin_catalogue, spec_from_mapping
 from gateway.model import Circuit, ConnectionStatus, Direction, Protocol
+
+Positions = Sequence[int] | None
 
 # Sheets past draft must carry the certificate their protocol authenticates with.
 _NEEDS_CLIENT_PAIR = {Protocol.AS2, Protocol.SFTP, Protocol.PESIT}
@@ -44,9 +46,9 @@ def _extra_interfaces(config: Config) -> tuple[Catalogue, list[ConfigError]]:
     return catalogue, errors
 
 
-def _names(config: Config) -> Iterator[ConfigError]:
+def _names(config: Config, positions: Positions) -> Iterator[ConfigError]:
     seen: dict[str, ConnectionConfig] = {}
-    for index, conn in enumerate(config.connections):
+    for index, conn in _numbered(config, positions):
         other = seen.get(conn.name)
         if other is None:
             seen[conn.name] = conn
@@ -64,8 +66,8 @@ def _names(config: Config) -> Iterator[ConfigError]:
             )
 
 
-def _shape(config: Config) -> Iterator[ConfigError]:
-    for index, conn in enumerate(config.connections):
+def _shape(config: Config, positions: Positions) -> Iterator[ConfigError]:
+    for index, conn in _numbered(config, positions):
         where = f"connections[{index}]"
         if conn.protocol is Protocol.PESIT and conn.circuit is not Circuit.B2G:
             yield ConfigError(f"{where}.protocol", "PeSIT is accepted for B2G only")
@@ -74,7 +76,7 @@ def _shape(config: Config) -> Iterator[ConfigError]:
             if conn.certificates.client is None:
                 yield ConfigError(
                     f"{where}.certificates.client",
-                    f"required: a {conn.protocol.value} connection past draft authenticates with it",
+                    f"required: a {conn.protocol.value} sheet past draft authenticates with it",
                 )
             if conn.protocol is Protocol.AS2 and not conn.certificates.partner:
                 yield ConfigError(
@@ -83,9 +85,11 @@ def _shape(config: Config) -> Iterator[ConfigError]:
                 )
 
 
-def _subscriptions(config: Config, catalogue: Catalogue) -> Iterator[ConfigError]:
+def _subscriptions(
+    config: Config, catalogue: Catalogue, positions: Positions
+) -> Iterator[ConfigError]:
     owner: dict[tuple[str, str, str], str] = {}
-    for index, conn in enumerate(config.connections):
+    for index, conn in _numbered(config, positions):
         for direction in (Direction.EMISSION, Direction.RECEPTION):
             codes = getattr(conn.subscriptions, direction.value)
             for position, code in enumerate(codes):
@@ -112,10 +116,10 @@ def _subscriptions(config: Config, catalogue: Catalogue) -> Iterator[ConfigError
                 owner.setdefault(key, conn.name)
 
 
-def _shared_files(config: Config) -> Iterator[ConfigError]:
+def _shared_files(config: Config, positions: Positions) -> Iterator[ConfigError]:
     """Cheap first pass: the same certificate or key *file* named by two connections."""
     owner: dict[str, str] = {}
-    for index, conn in enumerate(config.connections):
+    for index, conn in _numbered(config, positions):
         for role, pair in conn.certificates.own().items():
             for kind, path in (("certificate", pair.certificate), ("key", pair.key)):
                 key = str(path.resolve())
@@ -128,13 +132,25 @@ def _shared_files(config: Config) -> Iterator[ConfigError]:
                     )
 
 
-def check_rules(config: Config, *, check_files: bool = True) -> list[ConfigError]:
-    """Every cross-field rule; with `check_files`, certificate material is loaded and checked."""
+def _numbered(config: Config, positions: Positions) -> Iterator[tuple[int, ConnectionConfig]]:
+    """Each sheet with its index in the file (sheets that failed validation are left out)."""
+    for offset, conn in enumerate(config.connections):
+        yield (positions[offset] if positions is not None else offset), conn
+
+
+def check_rules(
+    config: Config, *, check_files: bool = True, positions: Positions = None
+) -> list[ConfigError]:
+    """Every cross-field rule; with `check_files`, certificate material is loaded and checked.
+
+    `positions` maps each sheet of `config` to its index in the file when some sheets were
+    dropped for failing validation, so that every message names the right `connections[i]`.
+    """
     catalogue, errors = _extra_interfaces(config)
-    errors.extend(_names(config))
-    errors.extend(_shape(config))
-    errors.extend(_subscriptions(config, catalogue))
-    errors.extend(_shared_files(config))
+    errors.extend(_names(config, positions))
+    errors.extend(_shape(config, positions))
+    errors.extend(_subscriptions(config, catalogue, positions))
+    errors.extend(_shared_files(config, positions))
     if check_files and not errors:
         from gateway.credentials import check_credentials
 

@@ -227,3 +227,23 @@ def test_same_key_file_for_two_connections(write_config: WriteConfig, tmp_path: 
     assert "connections[1].certificates.client.certificate" in found[0]
     assert "also used by connection 'b2g-qual'" in found[0]
     assert len(found) == 2
+
+
+def test_rules_still_run_on_the_sheets_that_validate(write_config: WriteConfig) -> None:
+    broken = connection(structure="12345678901234")
+    pesit_g2b = connection(name="p", protocol="pesit", circuit="g2b", subscriptions={})
+    found = problems(write_config, {"connections": [broken, pesit_g2b]})
+    assert found == [
+        "connections[0].structure: SIRET 12345678901234 fails its check digit",
+        "connections[1].protocol: PeSIT is accepted for B2G only",
+    ]
+
+
+def test_unconfirmed_default_codes_may_be_redefined(write_config: WriteConfig) -> None:
+    extra = {
+        "code": "CSO1100A",
+        "description": "the real report code of FSO1100A",
+        "circuits": ["b2g"],
+        "direction": "reception",
+    }
+    load(write_config({"interfaces": [extra], "connections": [connection()]}), check_files=False)
