@@ -12,8 +12,10 @@ def with_check_digit(body: str) -> str:
     return next(body + d for d in "0123456789" if luhn_valid(body + d))
 
 
-@given(st.text(alphabet="0123456789", min_size=8, max_size=8), st.text("0123456789", min_size=4,
-                                                                          max_size=4))
+@given(
+    st.text(alphabet="0123456789", min_size=8, max_size=8),
+    st.text("0123456789", min_size=4, max_size=4),
+)
 def test_any_well_formed_siret_is_accepted(siren_body: str, nic_body: str) -> None:
     siren = with_check_digit(siren_body)
     if siren.startswith("356000000"):
@@ -21,8 +23,9 @@ def test_any_well_formed_siret_is_accepted(siren_body: str, nic_body: str) -> No
     assert siret_problem(with_check_digit(siren + nic_body)) is None
 
 
-@given(st.text(alphabet="0123456789", min_size=14, max_size=14), st.integers(0, 13),
-       st.integers(1, 9))
+@given(
+    st.text(alphabet="0123456789", min_size=14, max_size=14), st.integers(0, 13), st.integers(1, 9)
+)
 def test_a_single_changed_digit_is_always_caught(siret: str, position: int, delta: int) -> None:
     if siret.startswith("356000000") or siret_problem(siret) is not None:
         return

@@ -10,9 +10,7 @@ from gateway.errors import ConnectionStateError
 from gateway.lifecycle import TRANSITIONS, check_modification, check_transition, diff
 from gateway.model import ConnectionStatus as S
 
-FORBIDDEN = [
-    (a, b) for a, b in itertools.product(S, S) if a is not b and (a, b) not in TRANSITIONS
-]
+FORBIDDEN = [(a, b) for a, b in itertools.product(S, S) if a is not b and (a, b) not in TRANSITIONS]
 
 
 @pytest.mark.parametrize(("current", "target"), list(TRANSITIONS))
