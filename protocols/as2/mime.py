@@ -1,0 +1,367 @@
+"""Minimal byte-exact MIME: strict header parsing, multipart framing, and builders.
+
+The `email` package is not used because it re-encodes line endings, and a signature covers
+the exact bytes of the signed entity. Here bodies are memoryview slices of what arrived: no
+byte is rewritten, LF-only or binary payloads come out as they went in. Builders refuse
+header injection (CR, LF or NUL in a value).
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import re
+import secrets
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from protocols.as2.der import Chunk
+from protocols.as2.errors import As2BuildError, MimeError
+
+__all__ = [
+    "ContentType",
+    "Entity",
+    "Headers",
+    "base64_lines",
+    "build_entity",
+    "check_header",
+    "decode_body",
+    "entity_parts",
+    "format_params",
+    "multipart_body",
+    "new_boundary",
+    "parse_content_type",
+    "parse_disposition",
+    "parse_entity",
+    "parse_field_block",
+    "split_multipart",
+    "split_unquoted",
+]
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADERS = 100
+MAX_PARTS = 16
+_NAME = re.compile(r"[!-9;-~]+")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_PADDING = b" \t"
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    """Ordered header fields; lookups ignore case."""
+
+    fields: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, str]) -> Headers:
+        return cls(tuple((str(k), str(v).strip()) for k, v in mapping.items()))
+
+    def get(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((v for k, v in self.fields if k.lower() == wanted), None)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class ContentType:
+    """`type/subtype` lowercased, with parameters keyed by lowercased name."""
+
+    mime_type: str
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    def param(self, name: str) -> str | None:
+        return self.params.get(name.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """A MIME entity; `raw` is its exact bytes (None when headers came from HTTP)."""
+
+    headers: Headers
+    body: memoryview
+    raw: memoryview | None
+
+    @property
+    def content_type(self) -> ContentType:
+        value = self.headers.get("Content-Type")
+        return parse_content_type(value) if value else ContentType("text/plain")
+
+
+def parse_entity(data: Chunk) -> Entity:
+    """Split headers from body without touching a byte of the body."""
+    view = data if isinstance(data, memoryview) else memoryview(data)
+    head = bytes(view[: MAX_HEADER_BYTES + 2])
+    lines: list[bytes] = []
+    pos = 0
+    while True:
+        newline = head.find(b"\n", pos)
+        if newline < 0:
+            raise MimeError("header block not terminated (truncated or over 64 KiB)")
+        line = head[pos:newline].removesuffix(b"\r")
+        pos = newline + 1
+        if not line:
+            break
+        lines.append(line)
+    return Entity(_header_fields(lines), view[pos:], view)
+
+
+def parse_field_block(data: Chunk) -> Headers:
+    """Header-syntax fields up to a blank line or the end (message/disposition-notification)."""
+    view = data if isinstance(data, memoryview) else memoryview(data)
+    if len(view) > MAX_HEADER_BYTES:
+        raise MimeError("field block over 64 KiB")
+    lines: list[bytes] = []
+    for line in bytes(view).split(b"\n"):
+        stripped = line.removesuffix(b"\r")
+        if not stripped:
+            if lines:
+                break
+            continue
+        lines.append(stripped)
+    return _header_fields(lines)
+
+
+def _header_fields(lines: list[bytes]) -> Headers:
+    fields: list[tuple[str, str]] = []
+    for line in lines:
+        text = _text(line)
+        if text[:1] in (" ", "\t"):
+            if not fields:
+                raise MimeError("header block starts with a continuation line")
+            name, value = fields[-1]
+            fields[-1] = (name, f"{value} {text.strip()}".strip())
+            continue
+        name, colon, value = text.partition(":")
+        if not colon or not _NAME.fullmatch(name):
+            raise MimeError(f"malformed header line {text[:60]!r}")
+        fields.append((name, value.strip()))
+        if len(fields) > MAX_HEADERS:
+            raise MimeError("too many header fields")
+    return Headers(tuple(fields))
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def parse_content_type(value: str) -> ContentType:
+    """`type/subtype; name=value; name="quoted"` (RFC 2045, RFC 2231 `name*`)."""
+    segments = split_unquoted(value, ";")
+    main = segments[0].strip().lower()
+    kind, slash, sub = main.partition("/")
+    if not slash or not _TOKEN.fullmatch(kind) or not _TOKEN.fullmatch(sub):
+        raise MimeError(f"malformed content type {value[:60]!r}")
+    return ContentType(main, parse_params(segments[1:]))
+
+
+def parse_disposition(value: str) -> tuple[str, dict[str, str]]:
+    """Content-Disposition: (`attachment`, {`filename`: ...})."""
+    segments = split_unquoted(value, ";")
+    kind = segments[0].strip().lower()
+    if not _TOKEN.fullmatch(kind):
+        raise MimeError(f"malformed Content-Disposition {value[:60]!r}")
+    return kind, parse_params(segments[1:])
+
+
+def parse_params(segments: Sequence[str]) -> dict[str, str]:
+    """Parameters from `name=value` segments; duplicates are refused (ambiguity)."""
+    params: dict[str, str] = {}
+    for segment in segments:
+        if not segment.strip():
+            continue
+        name, equals, raw = segment.partition("=")
+        name = name.strip().lower()
+        if not equals or not _TOKEN.fullmatch(name):
+            raise MimeError(f"malformed parameter {segment[:60]!r}")
+        value = _unquote(raw.strip())
+        if name.endswith("*"):
+            name, value = name[:-1], _rfc2231(value)
+        if name in params:
+            raise MimeError(f"parameter {name!r} given twice")
+        params[name] = value
+    return params
+
+
+def split_unquoted(text: str, separator: str) -> list[str]:
+    """Split on `separator` outside double quotes (backslash escapes inside quotes)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    if quoted:
+        raise MimeError("unterminated quoted string")
+    parts.append("".join(current))
+    return parts
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
+
+
+def _rfc2231(value: str) -> str:
+    charset, quote1, rest = value.partition("'")
+    _, quote2, encoded = rest.partition("'")
+    if not quote1 or not quote2:
+        raise MimeError("malformed RFC 2231 parameter")
+    try:
+        codec = codecs.lookup(charset or "us-ascii").name
+        return urllib.parse.unquote(encoded, encoding=codec, errors="strict")
+    except (LookupError, UnicodeDecodeError) as exc:
+        raise MimeError(f"undecodable RFC 2231 parameter: {exc}") from exc
+
+
+def split_multipart(body: memoryview, boundary: str) -> list[memoryview]:
+    """The body parts between delimiters; the line break before a delimiter is not content.
+
+    The first delimiter line's ending (CRLF, or LF as OpenSSL writes without -crlfeol) fixes
+    the line break every later delimiter must use, so a part ending in CR keeps its CR.
+    """
+    if not 0 < len(boundary) <= 70 or not boundary.isascii():
+        raise MimeError("multipart boundary missing or invalid")
+    marker = b"--" + boundary.encode("ascii")
+    first = _delimiter_line(body, _first_delimiter(body, marker) + len(marker))
+    if first is None or first[1]:
+        raise MimeError("multipart holds no part")
+    pos, _, eol = first
+    pattern = re.compile(re.escape(eol + marker))
+    parts: list[memoryview] = []
+    search = pos
+    while True:
+        found = pattern.search(body, search)
+        if found is None:
+            raise MimeError("multipart truncated: closing delimiter missing")
+        line = _delimiter_line(body, found.end())
+        if line is None:
+            search = found.start() + 1
+            continue
+        parts.append(body[pos : found.start()])
+        if len(parts) > MAX_PARTS:
+            raise MimeError("too many body parts")
+        pos, closing, _ = line
+        search = pos
+        if closing:
+            return parts
+
+
+def _first_delimiter(body: memoryview, marker: bytes) -> int:
+    if body[: len(marker)] == marker and _delimiter_line(body, len(marker)):
+        return 0
+    pattern = re.compile(re.escape(b"\n" + marker))
+    search = 0
+    while (found := pattern.search(body, search)) is not None:
+        if _delimiter_line(body, found.end()):
+            return found.start() + 1
+        search = found.start() + 1
+    raise MimeError("multipart delimiter not found")
+
+
+def _delimiter_line(body: memoryview, pos: int) -> tuple[int, bool, bytes] | None:
+    """(position after the line, closing?, line ending) or None if not a delimiter line."""
+    closing = bytes(body[pos : pos + 2]) == b"--"
+    pos += 2 if closing else 0
+    limit = min(len(body), pos + 256)
+    while pos < limit and body[pos] in _PADDING:
+        pos += 1
+    ending = bytes(body[pos : pos + 2])
+    if ending == b"\r\n":
+        return pos + 2, closing, b"\r\n"
+    if ending[:1] == b"\n":
+        return pos + 1, closing, b"\n"
+    if closing and pos == len(body):
+        return pos, True, b""
+    return None
+
+
+def decode_body(entity: Entity) -> Chunk:
+    """The body with its Content-Transfer-Encoding removed (binary passes through)."""
+    encoding = (entity.headers.get("Content-Transfer-Encoding") or "binary").strip().lower()
+    if encoding in ("binary", "7bit", "8bit"):
+        return entity.body
+    try:
+        if encoding == "base64":
+            return binascii.a2b_base64(entity.body)
+        if encoding == "quoted-printable":
+            return binascii.a2b_qp(bytes(entity.body))
+    except binascii.Error as exc:
+        raise MimeError(f"invalid {encoding} body: {exc}") from exc
+    raise MimeError(f"unsupported Content-Transfer-Encoding {encoding!r}")
+
+
+# --- builders ------------------------------------------------------------------------------
+
+
+def check_header(name: str, value: str) -> None:
+    """Refuse what would let a value start a new header or end the block."""
+    if not _NAME.fullmatch(name):
+        raise As2BuildError(f"invalid header name {name!r}")
+    if any(char in value for char in "\r\n\0"):
+        raise As2BuildError(f"header {name}: CR, LF or NUL in the value (injection refused)")
+
+
+def format_params(main: str, params: Sequence[tuple[str, str]]) -> str:
+    """`main; name=value` with quoting, and RFC 2231 encoding for non-ASCII values."""
+    rendered = [main]
+    for name, value in params:
+        if any(char in value for char in "\r\n\0"):
+            raise As2BuildError(f"parameter {name}: CR, LF or NUL refused")
+        if not value.isascii():
+            rendered.append(f"{name}*=utf-8''{urllib.parse.quote(value, safe='')}")
+        elif _TOKEN.fullmatch(value):
+            rendered.append(f"{name}={value}")
+        else:
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+            rendered.append(f'{name}="{escaped}"')
+    return "; ".join(rendered)
+
+
+def entity_parts(headers: Sequence[tuple[str, str]], body: Chunk) -> list[Chunk]:
+    """Header block and body, unjoined (the body is not copied)."""
+    for name, value in headers:
+        check_header(name, value)
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers) + "\r\n"
+    return [head.encode("utf-8"), body]
+
+
+def build_entity(headers: Sequence[tuple[str, str]], body: Chunk) -> bytes:
+    return b"".join(entity_parts(headers, body))
+
+
+def new_boundary() -> str:
+    """128 random bits: no payload can contain it by chance."""
+    return f"----=_Raccord_{secrets.token_hex(16)}"
+
+
+def multipart_body(parts: Sequence[Sequence[Chunk]], boundary: str) -> list[Chunk]:
+    """Parts framed by CRLF delimiters, unjoined."""
+    out: list[Chunk] = []
+    for part in parts:
+        out.append(f"--{boundary}\r\n".encode("ascii"))
+        out.extend(part)
+        out.append(b"\r\n")
+    out.append(f"--{boundary}--\r\n".encode("ascii"))
+    return out
+
+
+def base64_lines(data: bytes) -> bytes:
+    """Base64 in 76-character CRLF lines (RFC 2045)."""
+    lines = [binascii.b2a_base64(data[i : i + 57], newline=False) for i in range(0, len(data), 57)]
+    return b"\r\n".join(lines) + b"\r\n"
