@@ -138,6 +138,22 @@ def _numbered(config: Config, positions: Positions) -> Iterator[tuple[int, Conne
         yield (positions[offset] if positions is not None else offset), conn
 
 
+def _settings(config: Config, positions: Positions) -> Iterator[ConfigError]:
+    """Each sheet's `settings` block against its protocol's model."""
+    from pydantic import ValidationError
+
+    from gateway.config_load import field_path
+    from gateway.settings import MODELS
+
+    for index, conn in _numbered(config, positions):
+        try:
+            MODELS[conn.protocol].model_validate(conn.settings.model_dump())
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False, include_input=False):
+                where = field_path(("connections", index, "settings", *error["loc"]))
+                yield ConfigError(where, str(error["msg"]).removeprefix("Value error, "))
+
+
 def check_rules(
     config: Config, *, check_files: bool = True, positions: Positions = None
 ) -> list[ConfigError]:
@@ -151,6 +167,7 @@ def check_rules(
     errors.extend(_shape(config, positions))
     errors.extend(_subscriptions(config, catalogue, positions))
     errors.extend(_shared_files(config, positions))
+    errors.extend(_settings(config, positions))
     if check_files and not errors:
         from gateway.credentials import check_credentials
 

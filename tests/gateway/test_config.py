@@ -247,3 +247,9 @@ def test_unconfirmed_default_codes_may_be_redefined(write_config: WriteConfig) -
         "direction": "reception",
     }
     load(write_config({"interfaces": [extra], "connections": [connection()]}), check_files=False)
+
+
+def test_settings_are_checked_against_the_protocol_model(write_config: WriteConfig) -> None:
+    sheet = connection(settings={"no_such_setting": 1})
+    found = one_problem(write_config, {"connections": [sheet]})
+    assert found == "connections[0].settings.no_such_setting: Extra inputs are not permitted"
