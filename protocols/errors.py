@@ -21,3 +21,22 @@ class LocalProtocolError(ProtocolError):
 
 class RemoteProtocolError(ProtocolError):
     """The peer sent something the protocol forbids; the subclass carries the wire answer."""
+
+
+class SendError(RaccordError):
+    """Sending a file to a peer failed; the subclass tells the outbox whether to try again.
+
+    It lives here so that protocol senders, which never import `gateway`, can raise it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TransientSendError(SendError):
+    """Try again later: peer unreachable, timeout, HTTP 5xx, PeSIT resource shortage."""
+
+
+class PermanentSendError(SendError):
+    """Sending again cannot help: refused certificate, negative MDN, file refused."""

@@ -1,0 +1,370 @@
+"""The write side: every state change and its event, as functions of the writer's connection.
+
+Each public method runs inside the writer's transaction (one savepoint per call), so the new
+state and the event that explains it are committed together or not at all. Transitions are
+checked against one table: a pair missing from it is an IllegalTransition.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+
+from gateway.model import ConnectionStatus, Environment, MessageState
+from gateway.store import (
+    Clock,
+    ConnectionChange,
+    Event,
+    IllegalTransition,
+    InvalidSubmission,
+    Message,
+    Receipt,
+    RetryPolicy,
+    StoreError,
+    Submission,
+    UnknownConnection,
+    backoff_delay,
+)
+from gateway.store.checks import check_file_name, check_text, clip_reason
+from gateway.store.queries import connection_status, find_duplicate, get_message
+from gateway.store.rows import MessageIds, dump_detail, fmt_time, load_detail, message_from_row
+
+S = MessageState
+_LIVE = frozenset({S.ACCEPTED, S.QUEUED, S.SENDING, S.SENT})
+ALLOWED_FROM: Mapping[str, frozenset[MessageState]] = MappingProxyType(
+    {
+        "route": frozenset({S.ACCEPTED}),
+        "reject": _LIVE,
+        "record_sent": frozenset({S.SENDING}),
+        "record_acknowledged": frozenset({S.SENDING, S.SENT}),
+        "record_failure": frozenset({S.SENDING, S.SENT}),
+        "retry": frozenset({S.DEAD, S.REJECTED}),
+        "mark_delivered": _LIVE,
+    }
+)
+MAX_CLAIM = 1000
+
+_INSERT = """INSERT INTO messages (id, direction, source, connection, interface_code, environment,
+    protocol, peer_message_id, file_name, sha256, size, state, attempts, next_attempt_at,
+    last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL,
+    NULL, ?, ?)"""
+_UPDATE = """UPDATE messages SET state = ?, connection = ?, environment = ?, file_name = ?,
+    attempts = ?, next_attempt_at = ?, last_error = ?, sent_message_id = ?, updated_at = ?
+    WHERE id = ?"""
+
+
+def _opt(moment: datetime | None) -> str | None:
+    return None if moment is None else fmt_time(moment)
+
+
+class Ledger:
+    """Writes made by the writer thread; owns the id generator and the clock reading."""
+
+    def __init__(self, *, clock: Clock, rand: Callable[[], float]) -> None:
+        self._clock = clock
+        self._rand = rand
+        self._ids = MessageIds()
+
+    def now(self) -> datetime:
+        """The injected clock, checked aware and normalised to UTC."""
+        moment = self._clock()
+        fmt_time(moment)
+        return moment.astimezone(UTC)
+
+    # --- accept ----------------------------------------------------------------------------
+
+    def accept(
+        self, conn: sqlite3.Connection, sub: Submission, *, sha256: str, size: int, placed: bool
+    ) -> Receipt:
+        """Record a new message, or a 'duplicate' event on the one it repeats."""
+        now = self.now()
+        found = find_duplicate(conn, sub, sha256)
+        if found is not None:
+            original, matched = found
+            detail = {"matched": matched, "sha256": sha256, "size": size}
+            detail |= {"peer_message_id": sub.peer_message_id, "file_name": sub.file_name}
+            self._event(conn, original.id, at=now, kind="duplicate", state=None, detail=detail)
+            return Receipt(original.id, original.sha256, original.size, True, original.created_at)
+        if not placed:
+            raise StoreError("the message this submission repeated is gone; submit it again")
+        message_id = self._ids.next(now)
+        env = None if sub.environment is None else sub.environment.value
+        stamp = fmt_time(now)
+        conn.execute(
+            _INSERT,
+            (message_id, sub.direction.value, sub.source, sub.connection, sub.interface_code,
+             env, sub.protocol, sub.peer_message_id, sub.file_name, sha256, size,
+             S.ACCEPTED.value, stamp, stamp),
+        )  # fmt: skip
+        detail = {"protocol": sub.protocol, "size": size, "sha256": sha256}
+        self._event(conn, message_id, at=now, kind="accepted", state=S.ACCEPTED, detail=detail)
+        return Receipt(message_id, sha256, size, False, now)
+
+    # --- transitions -----------------------------------------------------------------------
+
+    def route(
+        self,
+        conn: sqlite3.Connection,
+        message_id: str,
+        *,
+        connection: str,
+        environment: Environment | None,
+        file_name: str | None,
+    ) -> Message:
+        """ACCEPTED -> QUEUED on `connection`, due now."""
+        check_text("connection", connection)
+        if file_name is not None:
+            check_file_name("file_name", file_name)
+        old = self._load(conn, message_id, "route", S.QUEUED)
+        now = self.now()
+        new = replace(
+            old,
+            state=S.QUEUED,
+            connection=connection,
+            environment=environment if environment is not None else old.environment,
+            file_name=file_name if file_name is not None else old.file_name,
+            attempts=0,
+            next_attempt_at=now,
+            updated_at=now,
+        )
+        detail = {"connection": connection, "environment": new.environment}
+        return self._save(conn, new, kind="routed", detail=detail | {"file_name": new.file_name})
+
+    def reject(self, conn: sqlite3.Connection, message_id: str, *, reason: str) -> Message:
+        """Any live state -> REJECTED, for good (an operator may still `retry`)."""
+        old = self._load(conn, message_id, "reject", S.REJECTED)
+        now, why = self.now(), clip_reason(reason)
+        new = replace(old, state=S.REJECTED, next_attempt_at=None, last_error=why, updated_at=now)
+        return self._save(conn, new, kind="rejected", detail={"reason": why})
+
+    def claim_due(self, conn: sqlite3.Connection, *, connection: str, limit: int) -> list[Message]:
+        """QUEUED and due -> SENDING, attempts + 1; the writer serialises claimers."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CLAIM:
+            raise InvalidSubmission("limit", f"must be an integer between 1 and {MAX_CLAIM}")
+        now = self.now()
+        rows = conn.execute(
+            """SELECT * FROM messages WHERE state = ? AND connection = ? AND next_attempt_at <= ?
+               ORDER BY next_attempt_at, id LIMIT ?""",
+            (S.QUEUED.value, connection, fmt_time(now), limit),
+        ).fetchall()
+        claimed = []
+        for row in rows:
+            old = message_from_row(row)
+            new = replace(
+                old,
+                state=S.SENDING,
+                attempts=old.attempts + 1,
+                next_attempt_at=None,
+                updated_at=now,
+            )
+            claimed.append(self._save(conn, new, kind="claimed", detail={"attempt": new.attempts}))
+        return claimed
+
+    def record_sent(
+        self,
+        conn: sqlite3.Connection,
+        message_id: str,
+        *,
+        peer_message_id: str | None,
+        awaiting_ack: bool,
+        detail: Mapping[str, object],
+    ) -> Message:
+        """SENDING -> SENT (waiting for an acknowledgement) or straight to ACKNOWLEDGED."""
+        if peer_message_id is not None:
+            check_text("peer_message_id", peer_message_id, limit=1024)
+        target = S.SENT if awaiting_ack else S.ACKNOWLEDGED
+        old = self._load(conn, message_id, "record_sent", target)
+        now = self.now()
+        sent_id = peer_message_id if peer_message_id is not None else old.sent_message_id
+        new = replace(old, state=target, sent_message_id=sent_id, last_error=None, updated_at=now)
+        full = {**detail, "peer_message_id": peer_message_id, "attempt": old.attempts}
+        return self._save(conn, new, kind="sent" if awaiting_ack else "acknowledged", detail=full)
+
+    def record_acknowledged(
+        self, conn: sqlite3.Connection, message_id: str, *, detail: Mapping[str, object]
+    ) -> Message:
+        """SENT/SENDING -> ACKNOWLEDGED (MDN, PeSIT ack, integration report)."""
+        old = self._load(conn, message_id, "record_acknowledged", S.ACKNOWLEDGED)
+        new = replace(old, state=S.ACKNOWLEDGED, last_error=None, updated_at=self.now())
+        return self._save(conn, new, kind="acknowledged", detail=detail)
+
+    def record_failure(
+        self,
+        conn: sqlite3.Connection,
+        message_id: str,
+        *,
+        reason: str,
+        retryable: bool,
+        policy: RetryPolicy,
+    ) -> Message:
+        """QUEUED again with backoff, DEAD once attempts are spent, REJECTED if not retryable."""
+        old = self._load(conn, message_id, "record_failure", S.QUEUED if retryable else S.REJECTED)
+        now, why = self.now(), clip_reason(reason)
+        detail: dict[str, object] = {"reason": why, "attempt": old.attempts}
+        if not retryable:
+            new = replace(old, state=S.REJECTED, next_attempt_at=None, last_error=why)
+            kind = "rejected"
+        elif old.attempts >= policy.max_attempts:
+            new = replace(old, state=S.DEAD, next_attempt_at=None, last_error=why)
+            kind = "dead"
+        else:
+            delay = backoff_delay(old.attempts, policy, self._rand)
+            due = now + timedelta(seconds=delay)
+            new = replace(old, state=S.QUEUED, next_attempt_at=due, last_error=why)
+            kind, detail["delay_s"], detail["next_attempt_at"] = "retry_scheduled", delay, due
+        return self._save(conn, replace(new, updated_at=now), kind=kind, detail=detail)
+
+    def retry(self, conn: sqlite3.Connection, message_id: str) -> Message:
+        """Operator revival: DEAD/REJECTED -> QUEUED due now (ACCEPTED if never routed)."""
+        old = self._load(conn, message_id, "retry", S.QUEUED)
+        now = self.now()
+        routed = old.connection is not None
+        new = replace(
+            old,
+            state=S.QUEUED if routed else S.ACCEPTED,
+            attempts=0,
+            next_attempt_at=now if routed else None,
+            updated_at=now,
+        )
+        return self._save(conn, new, kind="retried", detail={"previous_state": old.state})
+
+    def mark_delivered(
+        self, conn: sqlite3.Connection, message_id: str, *, detail: Mapping[str, object]
+    ) -> Message:
+        """A received flow handed to the back office: live state -> DELIVERED."""
+        old = self._load(conn, message_id, "mark_delivered", S.DELIVERED)
+        new = replace(old, state=S.DELIVERED, next_attempt_at=None, updated_at=self.now())
+        return self._save(conn, new, kind="delivered", detail=detail)
+
+    def recover(self, conn: sqlite3.Connection) -> int:
+        """Start-up: a send interrupted by a crash is queued again, due now."""
+        now = self.now()
+        rows = conn.execute("SELECT * FROM messages WHERE state = ?", (S.SENDING.value,))
+        count = 0
+        for row in rows.fetchall():
+            old = message_from_row(row)
+            new = replace(old, state=S.QUEUED, next_attempt_at=now, updated_at=now)
+            self._save(conn, new, kind="recovered", detail={"attempt": old.attempts})
+            count += 1
+        return count
+
+    def record_event(
+        self,
+        conn: sqlite3.Connection,
+        message_id: str,
+        *,
+        kind: str,
+        detail: Mapping[str, object],
+    ) -> Event:
+        """A fact about a message that does not change its state."""
+        check_text("kind", kind, limit=64)
+        get_message(conn, message_id)
+        return self._event(conn, message_id, at=self.now(), kind=kind, state=None, detail=detail)
+
+    # --- connection sheets ----------------------------------------------------------------
+
+    def set_connection_status(
+        self,
+        conn: sqlite3.Connection,
+        name: str,
+        *,
+        status: ConnectionStatus,
+        actor: str,
+        change: Mapping[str, object],
+    ) -> ConnectionChange:
+        """New lifecycle status of a sheet, historised with who did it and what changed."""
+        check_text("connection", name)
+        given: object = status
+        if not isinstance(given, ConnectionStatus):
+            raise InvalidSubmission("status", "must be a ConnectionStatus")
+        old = connection_status(conn, name)
+        now = self.now()
+        conn.execute(
+            """INSERT INTO connection_states (name, status, updated_at) VALUES (?, ?, ?)
+               ON CONFLICT (name) DO UPDATE SET status = excluded.status,
+               updated_at = excluded.updated_at""",
+            (name, status.value, fmt_time(now)),
+        )
+        return self._history(conn, name, at=now, actor=actor, old=old, new=status, change=change)
+
+    def record_connection_change(
+        self, conn: sqlite3.Connection, name: str, *, actor: str, change: Mapping[str, object]
+    ) -> ConnectionChange:
+        """A sheet edit that keeps its status (the caller sets a new one separately)."""
+        current = connection_status(conn, name)
+        if current is None:
+            raise UnknownConnection(name)
+        now = self.now()
+        conn.execute(
+            "UPDATE connection_states SET updated_at = ? WHERE name = ?", (fmt_time(now), name)
+        )
+        return self._history(
+            conn, name, at=now, actor=actor, old=current, new=current, change=change
+        )
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _load(
+        self, conn: sqlite3.Connection, message_id: str, op: str, attempted: MessageState
+    ) -> Message:
+        message = get_message(conn, message_id)
+        if message.state not in ALLOWED_FROM[op]:
+            raise IllegalTransition(message_id, current=message.state, attempted=attempted)
+        return message
+
+    def _save(
+        self, conn: sqlite3.Connection, new: Message, *, kind: str, detail: Mapping[str, object]
+    ) -> Message:
+        env = None if new.environment is None else new.environment.value
+        conn.execute(
+            _UPDATE,
+            (new.state.value, new.connection, env, new.file_name, new.attempts,
+             _opt(new.next_attempt_at), new.last_error, new.sent_message_id,
+             fmt_time(new.updated_at), new.id),
+        )  # fmt: skip
+        self._event(conn, new.id, at=new.updated_at, kind=kind, state=new.state, detail=detail)
+        return new
+
+    def _event(
+        self,
+        conn: sqlite3.Connection,
+        message_id: str,
+        *,
+        at: datetime,
+        kind: str,
+        state: MessageState | None,
+        detail: Mapping[str, object],
+    ) -> Event:
+        text = dump_detail(detail)
+        cursor = conn.execute(
+            "INSERT INTO events (message_id, at, kind, state, detail) VALUES (?, ?, ?, ?, ?)",
+            (message_id, fmt_time(at), kind, None if state is None else state.value, text),
+        )
+        seq = cursor.lastrowid
+        assert seq is not None
+        return Event(seq, message_id, at, kind, state, load_detail(text))
+
+    def _history(
+        self,
+        conn: sqlite3.Connection,
+        name: str,
+        *,
+        at: datetime,
+        actor: str,
+        old: ConnectionStatus | None,
+        new: ConnectionStatus,
+        change: Mapping[str, object],
+    ) -> ConnectionChange:
+        check_text("actor", actor)
+        text = dump_detail(change, what="change")
+        cursor = conn.execute(
+            """INSERT INTO connection_history (connection, at, actor, old_status, new_status,
+               change) VALUES (?, ?, ?, ?, ?, ?)""",
+            (name, fmt_time(at), actor, None if old is None else old.value, new.value, text),
+        )
+        seq = cursor.lastrowid
+        assert seq is not None
+        return ConnectionChange(seq, name, at, actor, old, new, load_detail(text))

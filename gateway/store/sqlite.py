@@ -1,0 +1,375 @@
+"""The embedded store: SQLite (WAL, synchronous=FULL) plus a content-addressed payload tree.
+
+The event loop never blocks: payload I/O and reads run in the offload pool, writes in the one
+writer thread (group commit). An accepted payload is durable on disk before its row commits,
+and the row is durable before `accept` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from collections.abc import AsyncIterable, Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+from gateway.logging import get_logger
+from gateway.model import ConnectionStatus, Direction, Environment, MessageState
+from gateway.offload import run_blocking
+from gateway.store import (
+    ChunkHook,
+    Clock,
+    ConnectionChange,
+    Event,
+    Message,
+    Receipt,
+    RetryPolicy,
+    StoreError,
+    Submission,
+    utc_now,
+)
+from gateway.store import queries as q
+from gateway.store.checks import check_submission
+from gateway.store.ledger import Ledger
+from gateway.store.opening import StoreFiles, open_files
+from gateway.store.payloads import PayloadDir, Spooled
+from gateway.store.rows import fmt_time
+from gateway.store.spool import Spooler
+from gateway.store.writer import Writer
+
+T = TypeVar("T")
+_log = get_logger("gateway.store")
+
+
+async def open_store(
+    root: Path, *, clock: Clock = utc_now, rand: Callable[[], float] = random.random
+) -> SQLiteStore:
+    """Open (creating, migrating and cleaning as needed) the embedded store under `root`."""
+    return await SQLiteStore.open(root, clock=clock, rand=rand)
+
+
+class SQLiteStore:
+    """The `Store` protocol over SQLite; build it with `open_store` (or `SQLiteStore.open`)."""
+
+    def __init__(
+        self, files: StoreFiles, payloads: PayloadDir, *, clock: Clock, rand: Callable[[], float]
+    ) -> None:
+        self._files = files
+        self._payloads = payloads
+        self._clock = clock
+        self._ledger = Ledger(clock=clock, rand=rand)
+        self._writer = Writer(files.db_path)
+        self._readers = q.Readers(files.db_path)
+        self._inflight: set[asyncio.Task[Receipt]] = set()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, root: Path, *, clock: Clock, rand: Callable[[], float]) -> SQLiteStore:
+        """Lock `root`, migrate, clean what a crash left, start the writer."""
+        payloads = PayloadDir(root)
+        files = await run_blocking(open_files, root, payloads, now=fmt_time(clock()))
+        store = cls(files, payloads, clock=clock, rand=rand)
+        try:
+            await run_blocking(store._writer.start)
+        except BaseException:
+            await run_blocking(files.release, clean=False)
+            raise
+        _log.info(
+            "store.opened",
+            root=str(root),
+            schema_version=files.version,
+            crashed=files.crashed,
+            temps_removed=files.temps_removed,
+            orphans_removed=files.orphans_removed,
+        )
+        return store
+
+    @property
+    def root(self) -> Path:
+        return self._files.root
+
+    @property
+    def db_path(self) -> Path:
+        return self._files.db_path
+
+    @property
+    def recovered_from_crash(self) -> bool:
+        """True when the previous process using this directory did not close it."""
+        return self._files.crashed
+
+    async def __aenter__(self) -> SQLiteStore:
+        return self
+
+    async def __aexit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Let in-flight accepts finish, drain the writer, release the directory."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        await run_blocking(self._shutdown)
+
+    def _shutdown(self) -> None:
+        self._writer.close()
+        self._readers.close()
+        self._files.release(clean=True)
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the store is closed")
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_open()
+        return await run_blocking(self._readers.call, fn)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_open()
+        return await self._writer.submit(fn)
+
+    # --- accept ----------------------------------------------------------------------------
+
+    async def accept(
+        self,
+        data: bytes | AsyncIterable[bytes],
+        submission: Submission,
+        *,
+        on_chunk: ChunkHook | None = None,
+    ) -> Receipt:
+        """Durable payload + row + 'accepted' event, or the original receipt of a duplicate."""
+        self._check_open()
+        check_submission(submission)
+        spooler = Spooler(self._payloads, submission, on_chunk)
+        try:
+            await spooler.feed_all(data)
+        except BaseException:
+            await asyncio.shield(run_blocking(spooler.abort))
+            raise
+        # From here the outcome no longer depends on the caller: a cancelled caller (peer gone)
+        # must not leave a half-settled payload. Its retry will get the original receipt.
+        task = asyncio.ensure_future(self._settle(spooler, submission))
+        self._inflight.add(task)
+        task.add_done_callback(self._settled)
+        return await asyncio.shield(task)
+
+    def _settled(self, task: asyncio.Task[Receipt]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that went away does not leave it unread
+
+    async def _settle(self, spooler: Spooler, sub: Submission) -> Receipt:
+        if self._closed:  # closed while the bytes were streaming: place nothing
+            await run_blocking(spooler.abort)
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        recorded: asyncio.Future[Receipt] = loop.create_future()
+        spooled, placed = await run_blocking(self._place_and_record, spooler, sub, loop, recorded)
+        try:
+            receipt = await recorded
+            if placed and receipt.duplicate and receipt.sha256 != spooled.sha256:
+                await run_blocking(self._discard, spooled.sha256)
+            return receipt
+        finally:
+            if placed:
+                self._payloads.unpin(spooled.sha256)
+
+    def _place_and_record(
+        self,
+        spooler: Spooler,
+        sub: Submission,
+        loop: asyncio.AbstractEventLoop,
+        recorded: asyncio.Future[Receipt],
+    ) -> tuple[Spooled, bool]:
+        """Blocking: payload durable first, then its record queued straight to the writer."""
+        spooled, placed = self._finish_and_place(spooler, sub)
+        try:
+            self._writer.enqueue(
+                lambda conn: self._ledger.accept(
+                    conn, sub, sha256=spooled.sha256, size=spooled.size, placed=placed
+                ),
+                loop=loop,
+                future=recorded,
+            )
+        except BaseException:
+            if placed:
+                self._payloads.unpin(spooled.sha256)
+            raise
+        return spooled, placed
+
+    def _finish_and_place(self, spooler: Spooler, sub: Submission) -> tuple[Spooled, bool]:
+        """Blocking: fsync the temp; drop it if a duplicate is already known, else place it."""
+        try:
+            spooled = spooler.finish()
+            found = self._readers.call(lambda conn: q.find_duplicate(conn, sub, spooled.sha256))
+            if found is not None:
+                spooler.abort()
+                return spooled, False
+            self._payloads.place(spooled)
+        except BaseException as exc:
+            spooler.abort()
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot store the payload: {exc}") from exc
+            raise
+        return spooled, True
+
+    def _discard(self, sha256: str) -> None:
+        self._payloads.discard_if_unreferenced(
+            sha256, referenced=lambda sha: self._readers.call(lambda c: q.is_referenced(c, sha))
+        )
+
+    # --- reads -----------------------------------------------------------------------------
+
+    async def get(self, message_id: str) -> Message:
+        return await self._read(lambda c: q.get_message(c, message_id))
+
+    async def events(self, message_id: str) -> list[Event]:
+        return await self._read(lambda c: q.events_of(c, message_id))
+
+    async def list_messages(
+        self,
+        *,
+        state: MessageState | None = None,
+        interface_code: str | None = None,
+        connection: str | None = None,
+        direction: Direction | None = None,
+        limit: int = 100,
+        newest_first: bool = False,
+    ) -> list[Message]:
+        return await self._read(
+            lambda c: q.list_messages(
+                c,
+                state=state,
+                interface_code=interface_code,
+                connection=connection,
+                direction=direction,
+                limit=limit,
+                newest_first=newest_first,
+            )
+        )
+
+    def payload_path(self, message: Message) -> Path:
+        return self._payloads.path_for(message.sha256)
+
+    async def outbox_stats(self) -> dict[str, tuple[int, float]]:
+        now = self._ledger.now()
+        return await self._read(lambda c: q.outbox_stats(c, now=now))
+
+    async def find_by_peer_id(self, *, source: str, peer_message_id: str) -> Message | None:
+        return await self._read(
+            lambda c: q.find_by_peer_id(c, source=source, peer_message_id=peer_message_id)
+        )
+
+    async def connection_status(self, name: str) -> ConnectionStatus | None:
+        return await self._read(lambda c: q.connection_status(c, name))
+
+    async def connection_history(self, name: str) -> list[ConnectionChange]:
+        return await self._read(lambda c: q.connection_history(c, name))
+
+    # --- writes ----------------------------------------------------------------------------
+
+    async def route(
+        self,
+        message_id: str,
+        *,
+        connection: str,
+        environment: Environment | None = None,
+        file_name: str | None = None,
+    ) -> Message:
+        return await self._write(
+            lambda c: self._ledger.route(
+                c, message_id, connection=connection, environment=environment, file_name=file_name
+            )
+        )
+
+    async def reject(self, message_id: str, *, reason: str) -> Message:
+        return await self._write(lambda c: self._ledger.reject(c, message_id, reason=reason))
+
+    async def claim_due(self, *, connection: str, limit: int = 10) -> list[Message]:
+        return await self._write(
+            lambda c: self._ledger.claim_due(c, connection=connection, limit=limit)
+        )
+
+    async def record_sent(
+        self,
+        message_id: str,
+        *,
+        peer_message_id: str | None,
+        awaiting_ack: bool,
+        detail: Mapping[str, object] | None = None,
+    ) -> Message:
+        extra = detail if detail is not None else {}
+        return await self._write(
+            lambda c: self._ledger.record_sent(
+                c,
+                message_id,
+                peer_message_id=peer_message_id,
+                awaiting_ack=awaiting_ack,
+                detail=extra,
+            )
+        )
+
+    async def record_acknowledged(
+        self, message_id: str, *, detail: Mapping[str, object]
+    ) -> Message:
+        return await self._write(
+            lambda c: self._ledger.record_acknowledged(c, message_id, detail=detail)
+        )
+
+    async def record_failure(
+        self, message_id: str, *, reason: str, retryable: bool, policy: RetryPolicy
+    ) -> Message:
+        return await self._write(
+            lambda c: self._ledger.record_failure(
+                c, message_id, reason=reason, retryable=retryable, policy=policy
+            )
+        )
+
+    async def retry(self, message_id: str) -> Message:
+        return await self._write(lambda c: self._ledger.retry(c, message_id))
+
+    async def mark_delivered(self, message_id: str, *, detail: Mapping[str, object]) -> Message:
+        return await self._write(
+            lambda c: self._ledger.mark_delivered(c, message_id, detail=detail)
+        )
+
+    async def record_event(
+        self, message_id: str, *, kind: str, detail: Mapping[str, object]
+    ) -> Event:
+        return await self._write(
+            lambda c: self._ledger.record_event(c, message_id, kind=kind, detail=detail)
+        )
+
+    async def recover(self) -> int:
+        count = await self._write(self._ledger.recover)
+        if count:
+            _log.warning("store.recovered_sending", count=count)
+        return count
+
+    async def set_connection_status(
+        self,
+        name: str,
+        *,
+        status: ConnectionStatus,
+        actor: str,
+        change: Mapping[str, object],
+    ) -> ConnectionChange:
+        return await self._write(
+            lambda c: self._ledger.set_connection_status(
+                c, name, status=status, actor=actor, change=change
+            )
+        )
+
+    async def record_connection_change(
+        self, name: str, *, actor: str, change: Mapping[str, object]
+    ) -> ConnectionChange:
+        return await self._write(
+            lambda c: self._ledger.record_connection_change(c, name, actor=actor, change=change)
+        )

@@ -1,0 +1,215 @@
+"""The single writer thread: group commit over one SQLite connection.
+
+Every write is a function of the connection, queued with a future. The thread takes whatever
+is queued, runs each request in its own savepoint inside one transaction, commits once (one
+fsync of the WAL), then resolves every caller with one wake-up of their event loop. Under
+load, requests pile up while a commit is in flight, so the next transaction carries them all:
+that is how concurrent producers share an fsync instead of queueing behind one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.metrics import STORE_COMMIT_SECONDS
+from gateway.store import StoreError
+from gateway.store.schema import connect
+
+T = TypeVar("T")
+WriteFn = Callable[[sqlite3.Connection], Any]
+MAX_BATCH = 256
+
+
+@dataclass(slots=True)
+class _Request:
+    fn: WriteFn
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+@dataclass(slots=True)
+class _Outcome:
+    request: _Request
+    value: Any = None
+    error: BaseException | None = None
+
+
+class _Stop:
+    """Queue sentinel: drain what came before, then end the thread."""
+
+
+def _as_store_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.Error):
+        return StoreError(f"database error: {exc}")
+    return exc
+
+
+def _deliver(outcomes: list[_Outcome]) -> None:
+    """Runs in the caller's loop: hand each result to a future nobody cancelled."""
+    for outcome in outcomes:
+        future = outcome.request.future
+        if future.done():
+            continue
+        if outcome.error is None:
+            future.set_result(outcome.value)
+        else:
+            future.set_exception(outcome.error)
+
+
+class Writer:
+    """Owns the write connection; `submit` from the event loop, `close` to drain and stop."""
+
+    def __init__(self, db_path: Path) -> None:
+        self._db_path = db_path
+        self._queue: queue.SimpleQueue[_Request | _Stop] = queue.SimpleQueue()
+        self._ready: Future[None] = Future()
+        self._closed = False
+        self._lock = threading.Lock()  # a request is never queued behind the stop sentinel
+        self._thread = threading.Thread(target=self._run, name="raccord-store-writer", daemon=True)
+
+    def start(self) -> None:
+        """Open the connection in the writer thread; raises if it cannot."""
+        self._thread.start()
+        self._ready.result()
+
+    async def submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in the next group transaction; returns once it is committed (durable).
+
+        A caller cancelled before its turn is skipped; one cancelled during its turn has its
+        write committed all the same (callers that care, like `accept`, shield themselves).
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self.enqueue(fn, loop=loop, future=future)
+        return await future
+
+    def enqueue(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[T],
+    ) -> None:
+        """Thread-safe `submit` without the await: `future` is resolved in `loop`.
+
+        Lets a worker thread that just made a payload durable queue its record directly,
+        sparing one trip through the event loop on the acknowledgement path.
+        """
+        with self._lock:
+            if self._closed:
+                raise StoreError("the store is closed")
+            self._queue.put(_Request(fn, loop, future))
+
+    def close(self) -> None:
+        """Blocking: let queued requests commit, then stop the thread."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(_Stop())
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            conn = connect(self._db_path)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the opener by start()
+            self._ready.set_exception(_as_store_error(exc))
+            return
+        self._ready.set_result(None)
+        try:
+            self._serve(conn)
+        finally:
+            conn.close()
+            with self._lock:
+                self._closed = True
+            self._fail_pending()
+
+    def _serve(self, conn: sqlite3.Connection) -> None:
+        while True:
+            batch, stop = self._take()
+            live = [r for r in batch if not r.future.cancelled()]
+            if live:
+                self._resolve(self._commit(conn, live))
+            if stop:
+                return
+
+    def _take(self) -> tuple[list[_Request], bool]:
+        """Block for one item, then drain whatever else is queued (up to MAX_BATCH)."""
+        batch: list[_Request] = []
+        item = self._queue.get()
+        while True:
+            if isinstance(item, _Stop):
+                return batch, True
+            batch.append(item)
+            if len(batch) >= MAX_BATCH:
+                return batch, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Request]) -> list[_Outcome]:
+        started = time.perf_counter()
+        alone = len(batch) == 1  # a lone request needs no savepoint: the transaction is its own
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            outcomes = [self._run_one(conn, request, savepoint=not alone) for request in batch]
+            failed_alone = alone and outcomes[0].error is not None
+            conn.execute("ROLLBACK" if failed_alone else "COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = StoreError(f"commit failed, nothing recorded: {exc}")
+            return [_Outcome(request, error=failure) for request in batch]
+        STORE_COMMIT_SECONDS.observe(time.perf_counter() - started)
+        return outcomes
+
+    @staticmethod
+    def _run_one(conn: sqlite3.Connection, request: _Request, *, savepoint: bool) -> _Outcome:
+        """One request; in a savepoint when batched, so its failure leaves the others."""
+        if savepoint:
+            conn.execute("SAVEPOINT request")
+        try:
+            value = request.fn(conn)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller's future, not swallowed
+            if savepoint:
+                conn.execute("ROLLBACK TO request")
+                conn.execute("RELEASE request")
+            return _Outcome(request, error=_as_store_error(exc))
+        if savepoint:
+            conn.execute("RELEASE request")
+        return _Outcome(request, value=value)
+
+    @staticmethod
+    def _resolve(outcomes: list[_Outcome]) -> None:
+        """One wake-up per event loop for the whole batch, not one per request."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome.request.loop, []).append(outcome)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                continue
+
+    def _fail_pending(self) -> None:
+        """Whatever is still queued when the thread ends gets an answer, never a hang."""
+        closed = StoreError("the store is closed")
+        pending: list[_Outcome] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Request):
+                pending.append(_Outcome(item, error=closed))
+        self._resolve(pending)

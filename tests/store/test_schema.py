@@ -1,0 +1,80 @@
+"""Schema versioning: ordered migrations, upgrades that keep data, refusal of the unknown."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.store import StoreError, open_store
+from gateway.store.schema import MIGRATIONS, Migration, connect, migrate
+from tests.store.conftest import FakeClock, raw_db, sub
+
+
+async def test_a_new_store_is_at_the_latest_version_in_wal_mode(
+    root: Path, clock: FakeClock
+) -> None:
+    store = await open_store(root, clock=clock)
+    await store.close()
+    with raw_db(root) as conn:
+        versions = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert [v for (v,) in versions] == [m.version for m in MIGRATIONS]
+    assert mode == "wal"
+
+
+def test_migration_versions_are_strictly_increasing() -> None:
+    versions = [m.version for m in MIGRATIONS]
+    assert versions == sorted(set(versions))
+    assert versions[0] == 1
+
+
+async def test_a_v1_database_is_upgraded_and_keeps_its_rows(root: Path, clock: FakeClock) -> None:
+    root.mkdir()
+    conn = connect(root / "raccord.db")
+    try:
+        assert migrate(conn, now="2026-01-01T00:00:00.000000+00:00", migrations=MIGRATIONS[:1]) == 1
+        conn.execute(
+            """INSERT INTO messages (id, direction, source, interface_code, protocol, sha256,
+               size, state, attempts, created_at, updated_at) VALUES ('01OLD', 'emission', 'api',
+               'FSO1100A', 'api', ?, 3, 'accepted', 0, ?, ?)""",
+            ("a" * 64, "2026-01-01T00:00:00.000000+00:00", "2026-01-01T00:00:00.000000+00:00"),
+        )
+    finally:
+        conn.close()
+    store = await open_store(root, clock=clock)
+    try:
+        old = await store.get("01OLD")
+        assert (old.size, old.sent_message_id) == (3, None)
+        await store.accept(b"new", sub())
+    finally:
+        await store.close()
+
+
+async def test_a_database_from_newer_code_is_refused(root: Path, clock: FakeClock) -> None:
+    store = await open_store(root, clock=clock)
+    await store.close()
+    with raw_db(root) as conn:
+        conn.execute("INSERT INTO schema_version VALUES (99, 'future', 'later')")
+        conn.commit()
+    with pytest.raises(StoreError, match="v99 is newer"):
+        await open_store(root, clock=clock)
+    with raw_db(root) as conn:  # the refused open released its lock and changed nothing
+        conn.execute("DELETE FROM schema_version WHERE version = 99")
+        conn.commit()
+    reopened = await open_store(root, clock=clock)
+    await reopened.close()
+
+
+def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None:
+    broken = (*MIGRATIONS, Migration(99, "broken", ("CREATE TABLE x (a)", "NOT SQL AT ALL")))
+    conn = connect(tmp_path / "db.sqlite")
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            migrate(conn, now="t", migrations=broken)
+        assert migrate(conn, now="t") == MIGRATIONS[-1].version
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "x" not in tables
+    finally:
+        conn.close()
