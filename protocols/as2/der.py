@@ -224,7 +224,8 @@ def wrap(identifier: int, parts: Sequence[Chunk]) -> list[Chunk]:
 
 
 def encode_integer(value: int) -> bytes:
-    size = value.bit_length() // 8 + 1
+    """Minimal two's complement: -128 is one byte (0x80), 128 is two (0x00 0x80)."""
+    size = (value if value >= 0 else ~value).bit_length() // 8 + 1
     return encode(0x02, value.to_bytes(size, "big", signed=True))
 
 

@@ -145,3 +145,8 @@ def test_high_tag_numbers() -> None:
     assert (tlv.tag_class, tlv.number, bytes(tlv.body)) == (der.CONTEXT, 128, b"z")
     with pytest.raises(DerError, match="tag number"):
         der.read(memoryview(b"\x9f\x81"))
+
+
+@pytest.mark.parametrize("value", [-129, -128, -1, 0, 127, 128, 255, 256])
+def test_integer_encoding_edges(value: int) -> None:
+    assert der.encode_integer(value) == core.Integer(value).dump()

@@ -1,0 +1,72 @@
+"""The small interfaces a protocol endpoint is given by the daemon (it never sees `gateway`).
+
+An endpoint authenticates its peer, then hands each file to an `InboxPort` with what it knows
+(`Incoming`). The port answers only once the file is durable (`Accepted`) or refuses it with a
+`TransferRefused` whose `kind` the endpoint maps to its wire answer: an AS2 negative MDN, an
+SFTP status, a PeSIT diagnostic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal, Protocol
+
+from protocols.errors import RaccordError
+
+FlowDirection = Literal["emission", "reception"]
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """What an endpoint knows about a file it is receiving."""
+
+    protocol: str  # "as2" | "sftp" | "pesit"
+    direction: FlowDirection  # emission: deposited for Chorus Pro; reception: from Chorus Pro
+    source: str  # the authenticated connection or partner account
+    interface_code: str
+    connection: str | None = None  # reception: the connection the file arrived on
+    environment: str | None = None  # emission: "qual" or "prod", when the source does not fix it
+    peer_message_id: str | None = None  # AS2 Message-ID, PeSIT transfer id, SFTP path…
+    file_name: str | None = None
+    expected_size: int | None = None  # announced size, when the protocol announces one
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A durable acceptance; a duplicate gets the original message's id and digest."""
+
+    message_id: str
+    sha256: str
+    size: int
+    duplicate: bool
+
+
+class RefusalKind(StrEnum):
+    """Why a file was refused, in terms every protocol can map to its own answer."""
+
+    UNKNOWN_CODE = "unknown-code"  # the interface code is not in the catalogue
+    NOT_SUBSCRIBED = "not-subscribed"  # no connection carries this code here
+    CONNECTION_CLOSED = "connection-closed"  # not actif, outside validity, certificate expired
+    TOO_LARGE = "too-large"
+    TRUNCATED = "truncated"  # fewer/more bytes than announced, or the stream broke
+    WRONG_FORMAT = "wrong-format"  # the payload is not the format its code expects
+    INVALID = "invalid"  # a name or identifier that cannot be accepted
+    UNAVAILABLE = "unavailable"  # our side failed (disk, database): the peer should retry
+
+
+class TransferRefused(RaccordError):
+    """The file was not accepted; `message_id` is set when it was recorded as rejected."""
+
+    def __init__(self, kind: RefusalKind, reason: str, *, message_id: str | None = None) -> None:
+        super().__init__(f"{kind.value}: {reason}")
+        self.kind = kind
+        self.reason = reason
+        self.message_id = message_id
+
+
+class InboxPort(Protocol):
+    """Durable acceptance of one file; returns only after payload and record are on disk."""
+
+    async def accept(self, data: bytes | AsyncIterable[bytes], incoming: Incoming) -> Accepted: ...
