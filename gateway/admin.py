@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -10,7 +11,9 @@ from gateway import metrics
 
 ReadinessProbe = Callable[[], Awaitable[dict[str, bool]]]
 
+ContextGetter = Callable[[], Any]
 PROBE_KEY: web.AppKey[ReadinessProbe] = web.AppKey("readiness_probe")
+CONTEXT_KEY: web.AppKey[ContextGetter] = web.AppKey("gateway_context")
 CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -33,10 +36,19 @@ async def metrics_handler(_request: web.Request) -> web.Response:
     return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def build_app(probe: ReadinessProbe) -> web.Application:
-    """The admin application; protocol work may add routes to it before it starts."""
+def current_context(request: web.Request) -> Any:
+    """The gateway context in force (changes on reload); 503 while there is none."""
+    context = request.app[CONTEXT_KEY]()
+    if context is None:
+        raise web.HTTPServiceUnavailable(reason="gateway starting")
+    return context
+
+
+def build_app(probe: ReadinessProbe, context: ContextGetter) -> web.Application:
+    """The admin application; extensions add their routes to it before it starts."""
     app = web.Application(client_max_size=1 << 20)
     app[PROBE_KEY] = probe
+    app[CONTEXT_KEY] = context
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)

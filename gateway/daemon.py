@@ -21,13 +21,16 @@ from gateway.config import Config
 from gateway.config_load import ConfigErrors, load
 from gateway.connections import synchronise
 from gateway.credentials import credential_warnings, load_credentials
-from gateway.endpoints import endpoint_factories
+from gateway.endpoints import admin_extensions, endpoint_factories
 from gateway.housekeeping import Housekeeping
 from gateway.inbox import StoreInbox
+from gateway.intake import GatewayInbox
 from gateway.logging import configure, get_logger
-from gateway.services import EndpointFactory, GatewayContext, Service
+from gateway.router import Router
+from gateway.services import AdminExtension, EndpointFactory, GatewayContext, Service
 from gateway.store import Store
 from gateway.store.sqlite import open_store
+from gateway.wakeups import Wakeups
 
 log = get_logger(__name__)
 
@@ -44,6 +47,7 @@ class Daemon:
         config_path: Path,
         *,
         factories: Sequence[EndpointFactory] | None = None,
+        extensions: Sequence[AdminExtension] | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         install_signals: bool = True,
     ) -> None:
@@ -54,6 +58,8 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._reloading = asyncio.Lock()
         self._services: list[Service] = []
+        self._wakeups = Wakeups()
+        self._extensions = list(admin_extensions() if extensions is None else extensions)
         self._store: Store | None = None
         self._context: GatewayContext | None = None
         self.admin: AdminServer | None = None
@@ -74,13 +80,33 @@ class Daemon:
         registry = await synchronise(config, store, actor="config", credentials=credentials)
         from gateway.config_rules import catalogue_for
 
+        catalogue = catalogue_for(config)
+        inbox = StoreInbox(store, known_codes=catalogue)
+        router = Router(
+            store=store,
+            registry=registry,
+            catalogue=catalogue,
+            wakeups=self._wakeups,
+            clock=self._clock,
+        )
+        port = GatewayInbox(
+            inbox=inbox,
+            store=store,
+            registry=registry,
+            catalogue=catalogue,
+            router=router,
+            clock=self._clock,
+        )
         return GatewayContext(
             config=config,
             registry=registry,
-            catalogue=catalogue_for(config),
+            catalogue=catalogue,
             credentials=credentials,
             store=store,
-            inbox=StoreInbox(store),
+            inbox=inbox,
+            inbox_port=port,
+            router=router,
+            wakeups=self._wakeups,
             clock=self._clock,
         )
 
@@ -168,8 +194,13 @@ class Daemon:
             except ConfigErrors as exc:
                 log.error("config_invalid", problems=[str(e) for e in exc.errors])
                 return 2
+            routed = await self._context.router.sweep()
+            log.info("router_swept", routed=routed)
+            app = build_app(self.readiness, lambda: self._context)
+            for extend in self._extensions:
+                extend(app)
             self.admin = AdminServer(
-                build_app(self.readiness),
+                app,
                 host=config.gateway.admin.host,
                 port=config.gateway.admin.port,
             )

@@ -34,12 +34,17 @@ class CertificateError(RaccordError):
 
 
 class RoutingError(RaccordError):
-    """A flow cannot be routed: unknown code, no connection, wrong format, connection closed."""
+    """A flow cannot be routed: unknown code, no connection, wrong format, connection closed.
 
-    def __init__(self, interface_code: str, reason: str) -> None:
+    `kind` is one of the `protocols.ports.RefusalKind` values, so endpoints can map it to
+    their wire answer and metrics can count it with a bounded label.
+    """
+
+    def __init__(self, interface_code: str, reason: str, *, kind: str = "not-subscribed") -> None:
         super().__init__(f"{interface_code}: {reason}")
         self.interface_code = interface_code
         self.reason = reason
+        self.kind = kind
 
 
 class ConnectionStateError(RaccordError):

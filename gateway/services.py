@@ -12,12 +12,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from aiohttp import web
+
 from gateway.config import Config
 from gateway.connections import ConnectionRegistry
 from gateway.credentials import CredentialSet
 from gateway.inbox import Inbox
 from gateway.interfaces import Catalogue
+from gateway.router import Router
 from gateway.store import Store
+from gateway.wakeups import Wakeups
+from protocols.ports import InboxPort
 
 
 @runtime_checkable
@@ -44,8 +49,14 @@ class GatewayContext:
     catalogue: Catalogue
     credentials: CredentialSet
     store: Store
-    inbox: Inbox
+    inbox: Inbox  # the store-level inbox (durable accept, duplicates)
+    inbox_port: InboxPort  # what protocol endpoints get: traffic, subscription and routing rules
+    router: Router
+    wakeups: Wakeups
     clock: Callable[[], dt.datetime]
 
 
 EndpointFactory = Callable[[GatewayContext], Sequence[Service]]
+# Adds routes to the admin application before it starts; handlers read the *current* context
+# through `gateway.admin.current_context(request)`, so a reload needs no new routes.
+AdminExtension = Callable[[web.Application], None]

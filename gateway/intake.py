@@ -1,0 +1,173 @@
+"""The inbox port endpoints are given: authenticate-then-accept rules shared by every protocol.
+
+Reception (a flow from Chorus Pro on a connection): the connection must carry traffic and be
+subscribed to the code; the file is made durable and later delivered to the back office.
+Emission (a partner or the back office deposits a flow for Chorus Pro): the code must route
+to an open connection before a byte is stored; the payload is sniffed while it streams to disk,
+then routed — or recorded as rejected with the reason, which the endpoint returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterable, Callable
+
+from gateway import metrics
+from gateway.connections import ConnectionRegistry
+from gateway.errors import ConnectionStateError, RoutingError
+from gateway.inbox import Inbox
+from gateway.interfaces import Catalogue
+from gateway.model import Direction, Environment
+from gateway.router import Router
+from gateway.routing import route
+from gateway.sniff import Sniffer
+from gateway.store import (
+    InvalidSubmission,
+    PayloadTooLarge,
+    Receipt,
+    Store,
+    StoreError,
+    Submission,
+    TruncatedPayload,
+)
+from protocols.ports import Accepted, Incoming, RefusalKind, TransferRefused
+
+Data = bytes | AsyncIterable[bytes]
+
+
+def _refusal(exc: StoreError) -> TransferRefused:
+    if isinstance(exc, PayloadTooLarge):
+        return TransferRefused(RefusalKind.TOO_LARGE, str(exc))
+    if isinstance(exc, TruncatedPayload):
+        return TransferRefused(RefusalKind.TRUNCATED, str(exc))
+    if isinstance(exc, InvalidSubmission):
+        return TransferRefused(RefusalKind.INVALID, str(exc))
+    return TransferRefused(RefusalKind.UNAVAILABLE, "the gateway could not store the file")
+
+
+def _routing_refusal(exc: RoutingError, *, message_id: str | None = None) -> TransferRefused:
+    return TransferRefused(RefusalKind(exc.kind), exc.reason, message_id=message_id)
+
+
+class GatewayInbox:
+    """`protocols.ports.InboxPort` over the store, the registry and the router."""
+
+    def __init__(
+        self,
+        *,
+        inbox: Inbox,
+        store: Store,
+        registry: ConnectionRegistry,
+        catalogue: Catalogue,
+        router: Router,
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self._inbox = inbox
+        self._store = store
+        self._registry = registry
+        self._catalogue = catalogue
+        self._router = router
+        self._clock = clock
+
+    async def accept(self, data: Data, incoming: Incoming) -> Accepted:
+        """Durable acceptance, or TransferRefused with the kind the endpoint maps to its wire."""
+        if incoming.direction == "reception":
+            receipt = await self._reception(data, incoming)
+        else:
+            receipt = await self._emission(data, incoming)
+        return Accepted(receipt.message_id, receipt.sha256, receipt.size, receipt.duplicate)
+
+    async def _durable(
+        self, data: Data, submission: Submission, sniffer: Sniffer | None
+    ) -> Receipt:
+        try:
+            return await self._inbox.accept(
+                data, submission, on_chunk=sniffer.feed if sniffer is not None else None
+            )
+        except StoreError as exc:
+            raise _refusal(exc) from exc
+
+    async def _reception(self, data: Data, incoming: Incoming) -> Receipt:
+        name = incoming.connection or incoming.source
+        try:
+            view = self._registry.check_traffic(name, now=self._clock())
+        except ConnectionStateError as exc:
+            raise TransferRefused(RefusalKind.CONNECTION_CLOSED, exc.reason) from exc
+        code = incoming.interface_code
+        if code not in self._catalogue:
+            raise TransferRefused(RefusalKind.UNKNOWN_CODE, f"{code} is not in the catalogue")
+        if code not in view.config.subscriptions.reception:
+            raise TransferRefused(
+                RefusalKind.NOT_SUBSCRIBED, f"{name} is not subscribed to {code} in reception"
+            )
+        submission = Submission(
+            source=incoming.source,
+            direction=Direction.RECEPTION,
+            interface_code=code,
+            protocol=incoming.protocol,
+            environment=view.config.environment,
+            connection=name,
+            peer_message_id=incoming.peer_message_id,
+            file_name=incoming.file_name,
+            max_size=view.config.max_size,
+            expected_size=incoming.expected_size,
+        )
+        receipt = await self._durable(data, submission, None)
+        self._count(incoming, name, receipt)
+        return receipt
+
+    async def _emission(self, data: Data, incoming: Incoming) -> Receipt:
+        try:
+            environment = Environment(incoming.environment or "")
+        except ValueError:
+            raise TransferRefused(
+                RefusalKind.INVALID, "no environment (qual or prod) given"
+            ) from None
+        code = incoming.interface_code
+        try:  # refuse before storing anything when the code cannot route at all
+            view, spec = route(
+                self._registry,
+                self._catalogue,
+                code=code,
+                direction=Direction.EMISSION,
+                environment=environment,
+                now=self._clock(),
+                size=incoming.expected_size,
+            )
+        except RoutingError as exc:
+            raise _routing_refusal(exc) from exc
+        limit = min(spec.max_size or view.config.max_size, view.config.max_size)
+        submission = Submission(
+            source=incoming.source,
+            direction=Direction.EMISSION,
+            interface_code=code,
+            protocol=incoming.protocol,
+            environment=environment,
+            peer_message_id=incoming.peer_message_id,
+            file_name=incoming.file_name,
+            max_size=limit,
+            expected_size=incoming.expected_size,
+        )
+        sniffer = Sniffer()
+        receipt = await self._durable(data, submission, sniffer)
+        if not receipt.duplicate:
+            message = await self._store.get(receipt.message_id)
+            try:
+                await self._router.route_message(
+                    message, environment=environment, sniffed=sniffer.result()
+                )
+            except RoutingError as exc:
+                raise _routing_refusal(exc, message_id=receipt.message_id) from exc
+        self._count(incoming, view.config.name, receipt)
+        return receipt
+
+    def _count(self, incoming: Incoming, connection: str, receipt: Receipt) -> None:
+        code = metrics.code_label(incoming.interface_code, self._catalogue)
+        outcome = "duplicate" if receipt.duplicate else "accepted"
+        metrics.MESSAGES.labels(
+            incoming.protocol, incoming.direction, code, connection, outcome
+        ).inc()
+        if not receipt.duplicate:
+            metrics.BYTES.labels(incoming.protocol, incoming.direction, code, connection).inc(
+                receipt.size
+            )
