@@ -123,6 +123,49 @@ AS2_MDN = Counter(
     registry=REGISTRY,
 )
 
+REFUSED = Counter(
+    "raccord_refused_total",
+    "Files refused at intake or reception, by protocol and refusal kind (protocols.ports)",
+    ["protocol", "direction", "kind"],
+    registry=REGISTRY,
+)
+SESSIONS = Gauge(
+    "raccord_sessions",
+    "Open protocol sessions (SFTP, PeSIT, AS2 connections) by protocol and role",
+    ["protocol", "role"],
+    registry=REGISTRY,
+)
+AUTH_FAILURES = Counter(
+    "raccord_authentication_failures_total",
+    "Peers refused at authentication (key, certificate, password, AS2 identifiers)",
+    ["protocol", "reason"],
+    registry=REGISTRY,
+)
+PESIT_DIAGNOSTICS = Counter(
+    "raccord_pesit_diagnostics_total",
+    "PeSIT diagnostics sent or received that are not success",
+    ["connection", "direction", "diagnostic"],
+    registry=REGISTRY,
+)
+SYNC_POINTS = Counter(
+    "raccord_pesit_sync_points_total",
+    "PeSIT sync points acknowledged, by direction",
+    ["connection", "direction"],
+    registry=REGISTRY,
+)
+DELIVERIES = Counter(
+    "raccord_deliveries_total",
+    "Received flows delivered to the back office, by target (folder, webhook) and outcome",
+    ["target", "interface_code", "outcome"],
+    registry=REGISTRY,
+)
+LIFECYCLE_STATUSES = Counter(
+    "raccord_lifecycle_statuses_total",
+    "Invoice statuses and integration results received, by interface code and status",
+    ["interface_code", "status"],
+    registry=REGISTRY,
+)
+
 
 def code_label(code: str, known: Container[str]) -> str:
     """An interface code as a label value: itself when catalogued, else `unknown`."""
