@@ -39,7 +39,7 @@ async def _store(config: Config) -> AsyncIterator[Store]:
     from gateway.store.sqlite import open_store
 
     config.gateway.data_dir.mkdir(parents=True, exist_ok=True)
-    store = await open_store(config.gateway.data_dir)
+    store = await open_store(config.gateway.data_dir, allow_shared=True)
     try:
         yield store
     finally:

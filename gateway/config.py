@@ -213,6 +213,7 @@ class GatewayConfig(Frozen):
     data_dir: ConfigPath = Path("var/data")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_timeout: Annotated[float, Field(gt=0)] = 30.0
+    housekeeping_interval: Annotated[float, Field(gt=0, le=3600)] = 15.0
     trust_anchors: tuple[ConfigPath, ...] = ()
     admin: AdminConfig = AdminConfig()
 

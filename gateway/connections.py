@@ -65,11 +65,29 @@ class ConnectionRegistry:
         self._views = {
             c.name: ConnectionView(c, statuses.get(c.name, c.status)) for c in config.connections
         }
+        self._publish()
+
+    def _publish(self) -> None:
         for view in self._views.values():
             for status in ConnectionStatus:
                 metrics.CONNECTION_STATUS.labels(view.config.name, status.value).set(
                     1 if status is view.status else 0
                 )
+
+    def refresh(self, statuses: Mapping[str, ConnectionStatus | None]) -> list[str]:
+        """Take statuses the operator recorded meanwhile (CLI); returns the names that changed."""
+        changed = [
+            name
+            for name, status in statuses.items()
+            if status is not None and name in self._views and self._views[name].status is not status
+        ]
+        for name in changed:
+            status = statuses[name]
+            assert status is not None
+            self._views[name] = ConnectionView(self._views[name].config, status)
+        if changed:
+            self._publish()
+        return changed
 
     def __iter__(self) -> Iterator[ConnectionView]:
         return iter(self._views.values())

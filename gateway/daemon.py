@@ -111,7 +111,9 @@ class Daemon:
         )
 
     async def _start_services(self, context: GatewayContext) -> None:
-        services: list[Service] = [Housekeeping(context)]
+        services: list[Service] = [
+            Housekeeping(context, interval=context.config.gateway.housekeeping_interval)
+        ]
         for factory in self._factories:
             services.extend(factory(context))
         for service in services:

@@ -1,4 +1,5 @@
-"""Periodic duties of the daemon: certificate expiry gauges and warnings, outbox gauges."""
+"""Periodic duties of the daemon: certificate expiry gauges and warnings, outbox gauges, and
+connection statuses an operator recorded with the CLI while the daemon runs."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ class Housekeeping:
 
     name = "housekeeping"
 
-    def __init__(self, context: GatewayContext, *, interval: float = 60.0) -> None:
+    def __init__(self, context: GatewayContext, *, interval: float = 15.0) -> None:
         self._context = context
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
@@ -64,7 +65,14 @@ class Housekeeping:
                             not_after=not_after.isoformat(),
                             days_left=(not_after - now).days,
                         )
-        stats = await self._context.store.outbox_stats()
+        store = self._context.store
+        registry = self._context.registry
+        statuses = {v.config.name: await store.connection_status(v.config.name) for v in registry}
+        for name in registry.refresh(statuses):
+            log.info(
+                "connection_status_changed", connection=name, status=registry.get(name).status.value
+            )
+        stats = await store.outbox_stats()
         for view in self._context.registry:
             pending, oldest = stats.get(view.config.name, (0, 0.0))
             metrics.OUTBOX_PENDING.labels(view.config.name).set(pending)

@@ -317,9 +317,16 @@ class Store(Protocol):
 
 
 async def open_store(
-    root: Path, *, clock: Clock = utc_now, rand: Callable[[], float] = random.random
+    root: Path,
+    *,
+    clock: Clock = utc_now,
+    rand: Callable[[], float] = random.random,
+    allow_shared: bool = False,
 ) -> SQLiteStore:
-    """Open (creating, migrating and cleaning as needed) the embedded store under `root`."""
+    """Open (creating, migrating and cleaning as needed) the embedded store under `root`.
+
+    `allow_shared` lets an operator's command open a store a running daemon holds.
+    """
     from gateway.store import sqlite
 
-    return await sqlite.open_store(root, clock=clock, rand=rand)
+    return await sqlite.open_store(root, clock=clock, rand=rand, allow_shared=allow_shared)

@@ -44,10 +44,17 @@ _log = get_logger("gateway.store")
 
 
 async def open_store(
-    root: Path, *, clock: Clock = utc_now, rand: Callable[[], float] = random.random
+    root: Path,
+    *,
+    clock: Clock = utc_now,
+    rand: Callable[[], float] = random.random,
+    allow_shared: bool = False,
 ) -> SQLiteStore:
-    """Open (creating, migrating and cleaning as needed) the embedded store under `root`."""
-    return await SQLiteStore.open(root, clock=clock, rand=rand)
+    """Open (creating, migrating and cleaning as needed) the embedded store under `root`.
+
+    `allow_shared` lets an operator's command open a store a running daemon holds.
+    """
+    return await SQLiteStore.open(root, clock=clock, rand=rand, allow_shared=allow_shared)
 
 
 class SQLiteStore:
@@ -66,10 +73,14 @@ class SQLiteStore:
         self._closed = False
 
     @classmethod
-    async def open(cls, root: Path, *, clock: Clock, rand: Callable[[], float]) -> SQLiteStore:
+    async def open(
+        cls, root: Path, *, clock: Clock, rand: Callable[[], float], allow_shared: bool = False
+    ) -> SQLiteStore:
         """Lock `root`, migrate, clean what a crash left, start the writer."""
         payloads = PayloadDir(root)
-        files = await run_blocking(open_files, root, payloads, now=fmt_time(clock()))
+        files = await run_blocking(
+            open_files, root, payloads, now=fmt_time(clock()), allow_shared=allow_shared
+        )
         store = cls(files, payloads, clock=clock, rand=rand)
         try:
             await run_blocking(store._writer.start)

@@ -162,3 +162,47 @@ async def test_modified_sheet_goes_back_en_cours_with_history(
         assert list(history[-1].change["changes"]) == ["subscriptions"]  # type: ignore[call-overload]
     finally:
         await store.close()
+
+
+@pytest.mark.slow
+def test_operator_commands_work_while_the_daemon_runs(tmp_path: Path) -> None:
+    config = make_sandbox(tmp_path)
+    text = config.read_text().replace(
+        "  shutdown_timeout: 10", "  shutdown_timeout: 10\n  housekeeping_interval: 0.2"
+    )
+    config.write_text(text)
+    running = Gateway(config)
+    try:
+        port = running.wait_for("gateway_started")["admin_port"]
+        _operator_commands(config, running, port)
+    finally:
+        if running.proc.poll() is None:
+            running.proc.kill()
+        running.proc.wait()
+        if running.proc.stdout is not None:
+            running.proc.stdout.close()
+
+
+def _operator_commands(config: Path, running: Gateway, port: int) -> None:
+    def raccord(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *argv, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    listed = raccord("connections", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "b2g-prod-pesit" in listed.stdout
+    changed = raccord("connections", "set-status", "b2g-prod-pesit", "inactif")
+    assert changed.returncode == 0, changed.stderr
+    assert raccord("messages", "list").returncode == 0
+    running.wait_for("connection_status_changed")
+    metrics_text = asyncio.run(_get(port, "/metrics"))[1]
+    assert 'raccord_connection_status{connection="b2g-prod-pesit",status="inactif"} 1.0' in (
+        metrics_text
+    )
+    running.proc.send_signal(signal.SIGTERM)
+    assert running.proc.wait(timeout=30) == 0
