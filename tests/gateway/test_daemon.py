@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import signal
@@ -206,3 +207,22 @@ def _operator_commands(config: Path, running: Gateway, port: int) -> None:
     )
     running.proc.send_signal(signal.SIGTERM)
     assert running.proc.wait(timeout=30) == 0
+
+
+async def test_certificate_close_to_expiry_raises_a_warning_event(
+    sandbox: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RACCORD_ADMIN_PORT", "0")
+    late = dt.datetime.now(dt.UTC) + dt.timedelta(days=810)  # sandbox certificates last 825
+    daemon = Daemon(sandbox, install_signals=False, clock=lambda: late)
+    task = asyncio.create_task(daemon.run())
+    for _ in range(200):
+        if daemon.context is not None and daemon.admin is not None and daemon.admin.bound_port:
+            break
+        await asyncio.sleep(0.05)
+    daemon.request_stop()
+    assert await asyncio.wait_for(task, 10) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    expiring = [e for e in events if e["event"] == "certificate_expiring"]
+    assert {e["connection"] for e in expiring} >= {"b2g-qual-as2", "g2b-prod-as2"}
+    assert all(0 <= e["days_left"] <= 30 for e in expiring)
