@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -202,6 +203,61 @@ class ExtraInterface(Frozen):
     max_size: int | None = None
 
 
+Seconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class WebhookSettings(Frozen):
+    """An HTTP endpoint of the back office; every POST is signed with HMAC-SHA256."""
+
+    url: NonEmpty
+    secret: SecretStr | None = None
+    secret_file: ConfigPath | None = None
+    timeout: Seconds = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        try:
+            url = urlsplit(value)
+            host = url.hostname
+        except ValueError as exc:
+            raise ValueError(f"not a URL: {exc}") from None
+        if url.scheme not in {"http", "https"} or not host:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookSettings:
+        if (self.secret is None) == (self.secret_file is None):
+            raise ValueError("give exactly one of secret or secret_file (bodies are signed)")
+        return self
+
+
+class DeliverySettings(Frozen):
+    """Where received flows go: a folder per interface code and/or a webhook."""
+
+    codes: tuple[InterfaceCode, ...] = ()
+    folder: ConfigPath | None = None
+    webhook: WebhookSettings | None = None
+    retry: RetrySettings = RetrySettings(base_delay=10.0)
+    poll_interval: Seconds = 5.0
+
+    @property
+    def enabled(self) -> bool:
+        """Delivery runs only when it has somewhere to deliver."""
+        return self.folder is not None or self.webhook is not None
+
+
+class IntakeSettings(Frozen):
+    """The top-level `intake:` section: drop folder, delivery to the back office; off by default."""
+
+    drop_dir: ConfigPath | None = None
+    poll_interval: Seconds = 2.0
+    settle_seconds: Annotated[float, Field(ge=0, le=3600)] = 1.0
+    correlation_interval: Seconds = 5.0
+    delivery: DeliverySettings = DeliverySettings()
+
+
 class AdminConfig(Frozen):
     host: NonEmpty = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8480
@@ -223,6 +279,7 @@ class Config(Frozen):
 
     gateway: GatewayConfig = GatewayConfig()
     interfaces: tuple[ExtraInterface, ...] = ()
+    intake: IntakeSettings = IntakeSettings()
     connections: tuple[ConnectionConfig, ...] = ()
 
     def connection(self, name: str) -> ConnectionConfig | None:

@@ -151,6 +151,9 @@ def register_secrets(config: Config) -> None:
     token = config.gateway.admin.api_token
     if token is not None:
         secrets.append(token.get_secret_value())
+    webhook = config.intake.delivery.webhook
+    if webhook is not None and webhook.secret is not None:
+        secrets.append(webhook.secret.get_secret_value())
     for conn in config.connections:
         for pair in conn.certificates.own().values():
             if pair.key_passphrase is not None:

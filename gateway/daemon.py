@@ -58,6 +58,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._reloading = asyncio.Lock()
         self._services: list[Service] = []
+        self._starting = False  # services are being (re)started: not ready yet
         self._wakeups = Wakeups()
         self._extensions = list(admin_extensions() if extensions is None else extensions)
         self._store: Store | None = None
@@ -111,6 +112,13 @@ class Daemon:
         )
 
     async def _start_services(self, context: GatewayContext) -> None:
+        self._starting = True
+        try:
+            await self._start_each(context)
+        finally:
+            self._starting = False
+
+    async def _start_each(self, context: GatewayContext) -> None:
         services: list[Service] = [
             Housekeeping(context, interval=context.config.gateway.housekeeping_interval)
         ]
@@ -136,7 +144,9 @@ class Daemon:
         return {
             "config": self._context is not None,
             "store": await self._store_writable(),
-            "listeners": bool(self._services) and all(s.ready for s in self._services),
+            "listeners": not self._starting
+            and bool(self._services)
+            and all(s.ready for s in self._services),
         }
 
     async def _store_writable(self) -> bool:

@@ -17,11 +17,12 @@ from gateway.connections import ConnectionRegistry
 from gateway.errors import ConnectionStateError, RoutingError
 from gateway.inbox import Inbox
 from gateway.interfaces import Catalogue
-from gateway.model import Direction, Environment
+from gateway.model import Direction, Environment, MessageState
 from gateway.router import Router
 from gateway.routing import route
 from gateway.sniff import Sniffer
 from gateway.store import (
+    IllegalTransition,
     InvalidSubmission,
     PayloadTooLarge,
     Receipt,
@@ -30,6 +31,7 @@ from gateway.store import (
     Submission,
     TruncatedPayload,
 )
+from gateway.wakeups import CORRELATE, DELIVER
 from protocols.ports import Accepted, Incoming, RefusalKind, TransferRefused
 
 Data = bytes | AsyncIterable[bytes]
@@ -114,6 +116,9 @@ class GatewayInbox:
         )
         receipt = await self._durable(data, submission, None)
         self._count(incoming, name, receipt)
+        if not receipt.duplicate:
+            self._router.wakeups.notify(DELIVER)
+            self._router.wakeups.notify(CORRELATE)
         return receipt
 
     async def _emission(self, data: Data, incoming: Incoming) -> Receipt:
@@ -150,16 +155,33 @@ class GatewayInbox:
         )
         sniffer = Sniffer()
         receipt = await self._durable(data, submission, sniffer)
-        if not receipt.duplicate:
-            message = await self._store.get(receipt.message_id)
-            try:
-                await self._router.route_message(
-                    message, environment=environment, sniffed=sniffer.result()
-                )
-            except RoutingError as exc:
-                raise _routing_refusal(exc, message_id=receipt.message_id) from exc
+        await self._route(receipt, environment, None if receipt.duplicate else sniffer)
         self._count(incoming, view.config.name, receipt)
         return receipt
+
+    async def _route(
+        self, receipt: Receipt, environment: Environment, sniffer: Sniffer | None
+    ) -> None:
+        """Route a new message; a repeat of one still unrouted (crash, store hiccup) too."""
+        try:
+            message = await self._store.get(receipt.message_id)
+            if message.state is not MessageState.ACCEPTED:
+                return
+            await self._router.route_message(
+                message,
+                environment=message.environment or environment,
+                sniffed=None if sniffer is None else sniffer.result(),
+            )
+        except RoutingError as exc:
+            raise _routing_refusal(exc, message_id=receipt.message_id) from exc
+        except IllegalTransition:  # a concurrent repeat routed (or refused) it first
+            return
+        except StoreError as exc:  # durable but unrouted: the start-up sweep or a repeat routes it
+            raise TransferRefused(
+                RefusalKind.UNAVAILABLE,
+                "the file is stored but could not be routed yet; submit it again or wait",
+                message_id=receipt.message_id,
+            ) from exc
 
     def _count(self, incoming: Incoming, connection: str, receipt: Receipt) -> None:
         code = metrics.code_label(incoming.interface_code, self._catalogue)

@@ -14,17 +14,17 @@ from pathlib import PurePosixPath
 from gateway import offload
 from gateway.connections import ConnectionRegistry
 from gateway.errors import RoutingError
-from gateway.interfaces import Catalogue
+from gateway.interfaces import Catalogue, PayloadFormat
 from gateway.logging import get_logger
 from gateway.model import Direction, Environment, MessageState
 from gateway.routing import route
 from gateway.sniff import SniffResult, sniff_file
 from gateway.store import Message, Store
-from gateway.wakeups import Wakeups
+from gateway.wakeups import CORRELATE, Wakeups
 
 log = get_logger(__name__)
 
-_FORMAT_SUFFIX = {"factur-x": ".pdf"}
+_FORMAT_SUFFIX = {PayloadFormat.FACTURX.value: ".pdf"}
 
 
 def outbound_name(code: str, message_id: str, original: str | None, fmt: str) -> str:
@@ -52,6 +52,11 @@ class Router:
         self._catalogue = catalogue
         self._wakeups = wakeups
         self._clock = clock
+
+    @property
+    def wakeups(self) -> Wakeups:
+        """Where routing announces new work (the inbox port uses it for received flows)."""
+        return self._wakeups
 
     async def route_message(
         self, message: Message, *, environment: Environment, sniffed: SniffResult | None
@@ -91,6 +96,7 @@ class Router:
             file_name=name,
         )
         self._wakeups.notify(view.config.name)
+        self._wakeups.notify(CORRELATE)
         return routed
 
     async def sweep(self) -> int:

@@ -7,7 +7,7 @@ The promise: nothing lost, nothing delivered twice. A payload is fsynced and rec
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterable, Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +102,7 @@ class Message:
     created_at: datetime
     updated_at: datetime
     sent_message_id: str | None = None
+    correlated_at: datetime | None = None  # references extracted / return flow linked
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +290,42 @@ class Store(Protocol):
     async def record_event(
         self, message_id: str, *, kind: str, detail: Mapping[str, object]
     ) -> Event: ...
+
+    async def record_delivery_failure(
+        self, message_id: str, *, reason: str, policy: RetryPolicy
+    ) -> Message: ...
+
+    async def record_correlation(
+        self,
+        message_id: str,
+        *,
+        kind: str | None,
+        detail: Mapping[str, object],
+        references: Mapping[str, Sequence[str]] | None = None,
+        linked: Sequence[tuple[str, str, Mapping[str, object]]] = (),
+    ) -> bool: ...
+
+    async def add_references(self, message_id: str, *, kind: str, values: Sequence[str]) -> int: ...
+
+    async def references(self, message_id: str) -> dict[str, list[str]]: ...
+
+    async def find_by_reference(
+        self,
+        *,
+        kind: str,
+        value: str,
+        direction: Direction | None = None,
+        environment: Environment | None = None,
+        limit: int = 10,
+    ) -> list[Message]: ...
+
+    async def uncorrelated(self, *, limit: int = 100) -> list[Message]: ...
+
+    async def due_deliveries(
+        self, *, codes: Sequence[str] | None = None, limit: int = 100
+    ) -> list[Message]: ...
+
+    async def next_delivery_at(self) -> datetime | None: ...
 
     async def recover(self) -> int: ...
 

@@ -8,15 +8,14 @@ checked against one table: a pair missing from it is an IllegalTransition.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
-from gateway.model import ConnectionStatus, Environment, MessageState
+from gateway.model import Direction, Environment, MessageState
 from gateway.store import (
     Clock,
-    ConnectionChange,
     Event,
     IllegalTransition,
     InvalidSubmission,
@@ -25,12 +24,13 @@ from gateway.store import (
     RetryPolicy,
     StoreError,
     Submission,
-    UnknownConnection,
     backoff_delay,
 )
 from gateway.store.checks import check_file_name, check_text, clip_reason
-from gateway.store.queries import connection_status, find_duplicate, get_message
+from gateway.store.queries import find_duplicate, get_message
+from gateway.store.returns import insert_references
 from gateway.store.rows import MessageIds, dump_detail, fmt_time, load_detail, message_from_row
+from gateway.store.sheets import SheetLedger
 
 S = MessageState
 _LIVE = frozenset({S.ACCEPTED, S.QUEUED, S.SENDING, S.SENT})
@@ -43,9 +43,11 @@ ALLOWED_FROM: Mapping[str, frozenset[MessageState]] = MappingProxyType(
         "record_failure": frozenset({S.SENDING, S.SENT}),
         "retry": frozenset({S.DEAD, S.REJECTED}),
         "mark_delivered": _LIVE,
+        "record_delivery_failure": frozenset({S.ACCEPTED}),
     }
 )
 MAX_CLAIM = 1000
+Linked = tuple[str, str, Mapping[str, object]]  # (message id, event kind, event detail)
 
 _INSERT = """INSERT INTO messages (id, direction, source, connection, interface_code, environment,
     protocol, peer_message_id, file_name, sha256, size, state, attempts, next_attempt_at,
@@ -60,7 +62,7 @@ def _opt(moment: datetime | None) -> str | None:
     return None if moment is None else fmt_time(moment)
 
 
-class Ledger:
+class Ledger(SheetLedger):
     """Writes made by the writer thread; owns the id generator and the clock reading."""
 
     def __init__(self, *, clock: Clock, rand: Callable[[], float]) -> None:
@@ -131,7 +133,8 @@ class Ledger:
             updated_at=now,
         )
         detail = {"connection": connection, "environment": new.environment}
-        return self._save(conn, new, kind="routed", detail=detail | {"file_name": new.file_name})
+        detail |= {"file_name": new.file_name, "submitted_as": old.file_name}  # name given to us
+        return self._save(conn, new, kind="routed", detail=detail)
 
     def reject(self, conn: sqlite3.Connection, message_id: str, *, reason: str) -> Message:
         """Any live state -> REJECTED, for good (an operator may still `retry`)."""
@@ -147,8 +150,8 @@ class Ledger:
         now = self.now()
         rows = conn.execute(
             """SELECT * FROM messages WHERE state = ? AND connection = ? AND next_attempt_at <= ?
-               ORDER BY next_attempt_at, id LIMIT ?""",
-            (S.QUEUED.value, connection, fmt_time(now), limit),
+               AND direction = ? ORDER BY next_attempt_at, id LIMIT ?""",
+            (S.QUEUED.value, connection, fmt_time(now), Direction.EMISSION.value, limit),
         ).fetchall()
         claimed = []
         for row in rows:
@@ -218,10 +221,14 @@ class Ledger:
         return self._save(conn, replace(new, updated_at=now), kind=kind, detail=detail)
 
     def retry(self, conn: sqlite3.Connection, message_id: str) -> Message:
-        """Operator revival: DEAD/REJECTED -> QUEUED due now (ACCEPTED if never routed)."""
+        """Operator revival: DEAD/REJECTED -> QUEUED due now (ACCEPTED if never routed).
+
+        A received flow goes back to ACCEPTED: its connection is where it came *from*, and
+        queueing it there would send it back to Chorus Pro instead of to the back office.
+        """
         old = self._load(conn, message_id, "retry", S.QUEUED)
         now = self.now()
-        routed = old.connection is not None
+        routed = old.connection is not None and old.direction is Direction.EMISSION
         new = replace(
             old,
             state=S.QUEUED if routed else S.ACCEPTED,
@@ -238,6 +245,60 @@ class Ledger:
         old = self._load(conn, message_id, "mark_delivered", S.DELIVERED)
         new = replace(old, state=S.DELIVERED, next_attempt_at=None, updated_at=self.now())
         return self._save(conn, new, kind="delivered", detail=detail)
+
+    def record_delivery_failure(
+        self, conn: sqlite3.Connection, message_id: str, *, reason: str, policy: RetryPolicy
+    ) -> Message:
+        """A received flow the back office did not take: due again later, DEAD after the limit."""
+        old = self._load(conn, message_id, "record_delivery_failure", S.DEAD)
+        if old.direction is not Direction.RECEPTION:
+            raise InvalidSubmission("message_id", "only received flows are delivered")
+        now, why, attempt = self.now(), clip_reason(reason), old.attempts + 1
+        detail: dict[str, object] = {"reason": why, "attempt": attempt}
+        if attempt >= policy.max_attempts:
+            new = replace(old, state=S.DEAD, attempts=attempt, next_attempt_at=None)
+            kind = "dead"
+        else:
+            due = now + timedelta(seconds=backoff_delay(attempt, policy, self._rand))
+            new = replace(old, attempts=attempt, next_attempt_at=due)
+            kind, detail["next_attempt_at"] = "delivery_retry_scheduled", due
+        new = replace(new, last_error=why, updated_at=now)
+        return self._save(conn, new, kind=kind, detail=detail)
+
+    def record_correlation(
+        self,
+        conn: sqlite3.Connection,
+        message_id: str,
+        *,
+        kind: str | None,
+        detail: Mapping[str, object],
+        references: Mapping[str, Sequence[str]],
+        linked: Sequence[Linked],
+    ) -> bool:
+        """References, events on linked messages and the mark, all or nothing, exactly once.
+
+        False (and nothing written) when the message was already correlated: a crash between
+        two correlation steps can never record the same status twice.
+        """
+        for text in (kind, *(link[1] for link in linked)):
+            if text is not None:
+                check_text("kind", text, limit=64)
+        get_message(conn, message_id)
+        now = self.now()
+        cursor = conn.execute(
+            "UPDATE messages SET correlated_at = ? WHERE id = ? AND correlated_at IS NULL",
+            (fmt_time(now), message_id),
+        )
+        if cursor.rowcount == 0:
+            return False
+        for ref_kind, values in references.items():
+            insert_references(conn, message_id, kind=ref_kind, values=values)
+        for target, event_kind, event_detail in linked:
+            get_message(conn, target)
+            self._event(conn, target, at=now, kind=event_kind, state=None, detail=event_detail)
+        if kind is not None:
+            self._event(conn, message_id, at=now, kind=kind, state=None, detail=detail)
+        return True
 
     def recover(self, conn: sqlite3.Connection) -> int:
         """Start-up: a send interrupted by a crash is queued again, due now."""
@@ -263,47 +324,6 @@ class Ledger:
         check_text("kind", kind, limit=64)
         get_message(conn, message_id)
         return self._event(conn, message_id, at=self.now(), kind=kind, state=None, detail=detail)
-
-    # --- connection sheets ----------------------------------------------------------------
-
-    def set_connection_status(
-        self,
-        conn: sqlite3.Connection,
-        name: str,
-        *,
-        status: ConnectionStatus,
-        actor: str,
-        change: Mapping[str, object],
-    ) -> ConnectionChange:
-        """New lifecycle status of a sheet, historised with who did it and what changed."""
-        check_text("connection", name)
-        given: object = status
-        if not isinstance(given, ConnectionStatus):
-            raise InvalidSubmission("status", "must be a ConnectionStatus")
-        old = connection_status(conn, name)
-        now = self.now()
-        conn.execute(
-            """INSERT INTO connection_states (name, status, updated_at) VALUES (?, ?, ?)
-               ON CONFLICT (name) DO UPDATE SET status = excluded.status,
-               updated_at = excluded.updated_at""",
-            (name, status.value, fmt_time(now)),
-        )
-        return self._history(conn, name, at=now, actor=actor, old=old, new=status, change=change)
-
-    def record_connection_change(
-        self, conn: sqlite3.Connection, name: str, *, actor: str, change: Mapping[str, object]
-    ) -> ConnectionChange:
-        """A sheet edit that keeps its status (the caller sets a new one separately)."""
-        current = connection_status(conn, name)
-        if current is None:
-            raise UnknownConnection(name)
-        now = self.now()
-        conn.execute(
-            "UPDATE connection_states SET updated_at = ? WHERE name = ?", (fmt_time(now), name)
-        )
-        return self._history(
-            conn, name, at=now, actor=actor, old=current, new=current, change=change
-        )
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -346,25 +366,3 @@ class Ledger:
         seq = cursor.lastrowid
         assert seq is not None
         return Event(seq, message_id, at, kind, state, load_detail(text))
-
-    def _history(
-        self,
-        conn: sqlite3.Connection,
-        name: str,
-        *,
-        at: datetime,
-        actor: str,
-        old: ConnectionStatus | None,
-        new: ConnectionStatus,
-        change: Mapping[str, object],
-    ) -> ConnectionChange:
-        check_text("actor", actor)
-        text = dump_detail(change, what="change")
-        cursor = conn.execute(
-            """INSERT INTO connection_history (connection, at, actor, old_status, new_status,
-               change) VALUES (?, ?, ?, ?, ?, ?)""",
-            (name, fmt_time(at), actor, None if old is None else old.value, new.value, text),
-        )
-        seq = cursor.lastrowid
-        assert seq is not None
-        return ConnectionChange(seq, name, at, actor, old, new, load_detail(text))

@@ -113,6 +113,7 @@ def message_from_row(row: sqlite3.Row) -> Message:
         created_at=parse_time(row["created_at"]),
         updated_at=parse_time(row["updated_at"]),
         sent_message_id=row["sent_message_id"],
+        correlated_at=_opt_time(row["correlated_at"]),
     )
 
 

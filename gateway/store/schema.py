@@ -93,9 +93,28 @@ _V2 = (
         WHERE sent_message_id IS NOT NULL""",
 )
 
+# Return flows name what they answer by invoice number or file name: each message's references
+# are indexed so a lifecycle status finds its invoice. `correlated_at` marks a message whose
+# references were extracted (and, for a return flow, linked), so the work survives a crash.
+# Received flows wait for back-office delivery in state `accepted`, with backoff.
+_V3 = (
+    """CREATE TABLE message_refs (
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        message_id TEXT NOT NULL REFERENCES messages (id),
+        PRIMARY KEY (kind, value, message_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX ix_message_refs_message ON message_refs (message_id)",
+    "ALTER TABLE messages ADD COLUMN correlated_at TEXT",
+    "CREATE INDEX ix_messages_uncorrelated ON messages (id) WHERE correlated_at IS NULL",
+    """CREATE INDEX ix_messages_deliverable ON messages (direction, next_attempt_at)
+        WHERE state = 'accepted'""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "messages, events, connection sheets", _V1),
     Migration(2, "sent message id", _V2),
+    Migration(3, "message references, correlation mark, delivery queue", _V3),
 )
 
 

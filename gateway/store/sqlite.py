@@ -37,6 +37,7 @@ from gateway.store.opening import StoreFiles, open_files
 from gateway.store.payloads import PayloadDir, Spooled
 from gateway.store.rows import fmt_time
 from gateway.store.spool import Spooler
+from gateway.store.sqlite_returns import ReturnFlowStore
 from gateway.store.writer import Writer
 
 T = TypeVar("T")
@@ -57,7 +58,7 @@ async def open_store(
     return await SQLiteStore.open(root, clock=clock, rand=rand, allow_shared=allow_shared)
 
 
-class SQLiteStore:
+class SQLiteStore(ReturnFlowStore):
     """The `Store` protocol over SQLite; build it with `open_store` (or `SQLiteStore.open`)."""
 
     def __init__(
