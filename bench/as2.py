@@ -1,0 +1,492 @@
+"""Inbound AS2 messages per second end to end, beside the raw crypto floor, in the same run.
+
+    python bench/as2.py [--count 200] [--sizes 10240,102400] [--concurrency 8] [--rss-mb 100]
+
+End to end: `raccord serve` (the daemon, AS2 plug only) runs in a child process on loopback;
+this process POSTs messages AIFE would send (signed SHA-256, compressed, AES-256-CBC, signed
+synchronous MDN asked for) and counts answered 200s with a positive MDN, each payload durable
+in the store first. The floor does the same CMS work for the same messages with `cryptography`
+and zlib alone (RSA key unwrap, AES-CBC, inflate, digest + signature check, MDN signature), on
+1 thread and on as many threads as cores. Also: our build + parse + MDN build + MDN parse round
+trip (pyas2lib measured 29-34 ms at 100 KB), and the child's peak RSS receiving one big payload.
+Goals: end to end >= 0.5x the floor (all cores); round trip >= 10x faster; peak <= 3x payload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import io
+import json
+import os
+import resource
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives.asymmetric import padding as asym
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from gateway.config_load import load
+from gateway.sandbox_pki import ensure_sandbox_certificates
+from protocols.as2.cms import DecryptionIdentity, SigningIdentity
+from protocols.as2.mdn import Disposition, build_mdn, parse_mdn
+from protocols.as2.mdn_request import MdnRequest, parse_disposition_options
+from protocols.as2.message import BuiltMessage, build_message, parse_message
+from protocols.as2.params import As2ReceiveParams, As2SendParams, MdnParams
+
+OURS, AIFE, CONNECTION = "PA-BENCH", "AIFE-QUAL", "bench-as2"
+OPTIONS = (
+    "signed-receipt-protocol=optional, pkcs7-signature; signed-receipt-micalg=optional, sha-256"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    pa_cert: x509.Certificate
+    pa_key: rsa.RSAPrivateKey
+    aife_cert: x509.Certificate
+    aife_key: rsa.RSAPrivateKey
+
+    @staticmethod
+    def public(cert: x509.Certificate) -> rsa.RSAPublicKey:
+        key = cert.public_key()
+        assert isinstance(key, rsa.RSAPublicKey)
+        return key
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """One message sealed the way AS2 seals it, with nothing but primitives."""
+
+    wrapped_key: bytes
+    iv: bytes
+    ciphertext: bytes
+    signature: bytes
+
+
+# --- the floor: the same CMS work with cryptography and zlib alone ------------------------
+
+
+def seal(keys: Keys, content: bytes) -> Sealed:
+    signature = keys.aife_key.sign(content, asym.PKCS1v15(), hashes.SHA256())
+    compressed = zlib.compress(content + signature, 6)
+    key, iv = os.urandom(32), os.urandom(16)
+    padder = padding.PKCS7(128).padder()
+    plain = padder.update(compressed) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(plain) + encryptor.finalize()
+    wrapped = Keys.public(keys.pa_cert).encrypt(key, asym.PKCS1v15())
+    return Sealed(wrapped, iv, ciphertext, signature)
+
+
+def open_sealed(keys: Keys, sealed: Sealed) -> bytes:
+    """Unwrap, decrypt, inflate, verify, sign the receipt: the floor of one inbound message."""
+    key = keys.pa_key.decrypt(sealed.wrapped_key, asym.PKCS1v15())
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(sealed.iv)).decryptor()
+    plain = decryptor.update(sealed.ciphertext) + decryptor.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    inflated = zlib.decompress(unpadder.update(plain) + unpadder.finalize())
+    content = inflated[: -len(sealed.signature)]
+    Keys.public(keys.aife_cert).verify(sealed.signature, content, asym.PKCS1v15(), hashes.SHA256())
+    return keys.pa_key.sign(content[:512], asym.PKCS1v15(), hashes.SHA256())
+
+
+def floor_rate(keys: Keys, sealed: Sequence[Sealed], *, threads: int) -> float:
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        started = time.perf_counter()
+        list(pool.map(lambda item: open_sealed(keys, item), sealed))
+        return len(sealed) / (time.perf_counter() - started)
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    size: int
+    end_to_end: float
+    server_cpu_ms: float  # the daemon's CPU time per message (user + system)
+    floor_one: float
+    floor_all: float
+
+    @property
+    def ratio(self) -> float:
+        return self.end_to_end / self.floor_all if self.floor_all else 0.0
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_setup(root: Path, *, max_size: int) -> tuple[Path, int, Keys]:
+    """A one-connection configuration with sandbox certificates; returns it, its port, keys."""
+    port = _free_port()
+    certs = root / "certs"
+    sheet = {
+        "name": CONNECTION, "structure": "98765432400019", "environment": "qual",
+        "circuit": "b2g", "protocol": "as2", "status": "actif",
+        "validity": {"start": "2025-01-01", "end": "2035-12-31"},
+        "contact": {"first_names": "B", "name": "Bench", "email": "bench@example.fr",
+                    "phone": "+33 1 23 45 67 89"},
+        "network": {"aife": {"host": "127.0.0.1", "port": 1},
+                    "partner": {"host": "127.0.0.1", "port": port, "part_id": OURS}},
+        "certificates": {"client": {"certificate": str(certs / "pa.pem"),
+                                    "key": str(certs / "pa.key")},
+                         "partner": [str(certs / "aife.pem")]},
+        "subscriptions": {"reception": ["CSO1100A"]},
+        "max_size": max_size,
+    }  # fmt: skip
+    config = {
+        "gateway": {"data_dir": str(root / "data"), "log_level": "error", "shutdown_timeout": 30,
+                    "trust_anchors": [str(certs / "ca.pem")],
+                    "admin": {"host": "127.0.0.1", "port": 0}},
+        "connections": [sheet],
+    }  # fmt: skip
+    path = root / "raccord.yaml"
+    path.write_text(yaml.safe_dump(config))
+    ensure_sandbox_certificates(load(path, check_files=False), now=_now())
+
+    def pair(stem: str) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+        cert = x509.load_pem_x509_certificate((certs / f"{stem}.pem").read_bytes())
+        key = serialization.load_pem_private_key((certs / f"{stem}.key").read_bytes(), None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        return cert, key
+
+    return path, port, Keys(*pair("pa"), *pair("aife"))
+
+
+def payload_of(size: int) -> bytes:
+    """An XML-like payload, unique per call (so no two are content duplicates)."""
+    head = f'<?xml version="1.0"?>\n<Report id="{secrets.token_hex(8)}">\n'.encode()
+    lines: list[bytes] = []
+    total = len(head)
+    while total < size:
+        lines.append(f"  <Line n='{len(lines)}' amount='{secrets.randbelow(10**9)}'/>\n".encode())
+        total += len(lines[-1])
+    return (head + b"".join(lines))[:size]
+
+
+def aife_params(keys: Keys, name: str) -> As2SendParams:
+    return As2SendParams(
+        as2_from=AIFE, as2_to=OURS, signing=SigningIdentity(keys.aife_key, keys.aife_cert),
+        encryption_certificate=keys.pa_cert, file_name=name, content_type="application/xml",
+    )  # fmt: skip
+
+
+def build_all(keys: Keys, payloads: Sequence[bytes]) -> list[BuiltMessage]:
+    return [
+        build_message(data, params=aife_params(keys, f"CSO1100A_{i}.xml"), now=_now())
+        for i, data in enumerate(payloads)
+    ]
+
+
+# --- end to end: the daemon in a child process ------------------------------------------------
+
+
+class Child:
+    """`bench/as2.py --serve CONFIG`: the daemon, reporting its RSS as JSON lines."""
+
+    def __init__(self, config: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--serve", str(config)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def read(self, kind: str) -> dict[str, float]:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("{") and f'"bench": "{kind}"' in line:
+                report: dict[str, float] = json.loads(line)
+                return report
+        raise RuntimeError(f"child ended before reporting {kind!r}")
+
+    def stop(self) -> dict[str, float]:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.read("done")
+        finally:
+            self.proc.wait(timeout=60)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+
+
+async def _serve(config: Path) -> None:
+    from gateway import plug_as2
+    from gateway.daemon import Daemon
+
+    daemon = Daemon(config, factories=[plug_as2.factory], extensions=[])
+    task = asyncio.create_task(daemon.run())
+    port = yaml.safe_load(config.read_text())["connections"][0]["network"]["partner"]["port"]
+    while not (daemon.context is not None and await _accepting(port)):
+        await asyncio.sleep(0.02)
+    baseline = _vm("VmRSS")
+    print(json.dumps({"bench": "ready", "baseline_kb": baseline}), flush=True)
+    await task
+    report = {
+        "bench": "done",
+        "baseline_kb": baseline,
+        "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,  # counts the parent's
+        "hwm_kb": _vm("VmHWM"),  # RSS at fork, VmHWM does not: the parent must fork small
+    }
+    print(json.dumps(report), flush=True)
+
+
+async def _accepting(port: int) -> bool:
+    """Readiness is reported per service as each starts: wait for the listener itself."""
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
+
+
+def _vm(field: str) -> int:
+    """A /proc/self/status memory figure in KiB (0 where /proc is not Linux's)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+async def post_all(
+    port: int, built: Sequence[BuiltMessage], *, concurrency: int
+) -> tuple[float, list[tuple[dict[str, str], bytes]]]:
+    """Messages per second answered 200, and the answers (MDNs are checked off the clock)."""
+    answers: list[tuple[dict[str, str], bytes]] = []
+    queue = list(built)
+    url = f"http://127.0.0.1:{port}/as2"
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while queue:
+            message = queue.pop()
+            body = io.BytesIO(message.body)
+            async with session.post(url, data=body, headers=message.headers) as response:
+                answer = await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"HTTP {response.status}: {answer[:200]!r}")
+                answers.append((dict(response.headers.items()), answer))
+
+    timeout = aiohttp.ClientTimeout(total=600)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return len(built) / elapsed, answers
+
+
+def check_mdns(keys: Keys, answers: Sequence[tuple[dict[str, str], bytes]]) -> None:
+    for headers, body in answers:
+        mdn = parse_mdn(headers, body, partner_certificates=[keys.pa_cert], now=_now())
+        if not mdn.accepted:
+            raise RuntimeError(f"negative MDN: {mdn.disposition.header_value()} {mdn.text}")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc (0 where /proc is not Linux's)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def end_to_end(
+    config: Path,
+    port: int,
+    keys: Keys,
+    batches: Sequence[Sequence[BuiltMessage]],
+    *,
+    concurrency: int,
+) -> list[tuple[float, float]]:
+    """One child daemon; each batch POSTed in turn: (messages per second, server CPU ms each)."""
+    child = Child(config)
+    try:
+        child.read("ready")
+        results = []
+        for built in batches:
+            cpu = _cpu_seconds(child.proc.pid)
+            rate, answers = asyncio.run(post_all(port, built, concurrency=concurrency))
+            cpu_ms = (_cpu_seconds(child.proc.pid) - cpu) * 1000 / len(built)
+            check_mdns(keys, answers)
+            results.append((rate, cpu_ms))
+    finally:
+        child.stop()
+    return results
+
+
+# --- round trip and memory ----------------------------------------------------------------
+
+
+def round_trip_ms(keys: Keys, size: int, *, repeats: int) -> float:
+    """Median ms of build + parse + MDN build + MDN parse, for one `size`-byte payload."""
+    payload = payload_of(size)
+    receive = As2ReceiveParams(
+        as2_from=AIFE, as2_to=OURS, partner_certificates=(keys.aife_cert,),
+        decryption=(DecryptionIdentity(keys.pa_key, keys.pa_cert),),
+    )  # fmt: skip
+    mdn_params = MdnParams(
+        as2_from=OURS, as2_to=AIFE, signing=SigningIdentity(keys.pa_key, keys.pa_cert)
+    )
+    request = MdnRequest("as2", None, parse_disposition_options(OPTIONS))
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        built = build_message(payload, params=aife_params(keys, "CSO1100A_1.xml"), now=_now())
+        received = parse_message(built.headers, built.body, params=receive, now=_now())
+        mdn = build_mdn(
+            original_message_id=built.message_id,
+            disposition=Disposition(),
+            mic=received.mic,
+            request=request,
+            params=mdn_params,
+            now=_now(),
+        )
+        parsed = parse_mdn(
+            mdn.headers,
+            mdn.body,
+            partner_certificates=[keys.pa_cert],
+            expected_mic=built.mic,
+            now=_now(),
+        )
+        timings.append((time.perf_counter() - started) * 1000)
+        if not parsed.accepted or received.payload != payload:
+            raise RuntimeError("round trip lost the payload or its MIC")
+    return statistics.median(timings)
+
+
+def peak_rss(size: int, directory: Path | None) -> tuple[int, int]:
+    """(idle, peak) RSS in KiB of a child daemon receiving one `size`-byte payload.
+
+    The child is started before the message is built: Linux carries a parent's peak RSS into
+    its children, so the parent must be small when it forks.
+    """
+    with tempfile.TemporaryDirectory(dir=directory, prefix="raccord-bench-as2-") as tmp:
+        config, port, keys = write_setup(Path(tmp), max_size=size + (1 << 20))
+        child = Child(config)
+        try:
+            child.read("ready")
+            [built] = build_all(keys, [payload_of(size)])
+            _, answers = asyncio.run(post_all(port, [built], concurrency=1))
+            check_mdns(keys, answers)
+        finally:
+            report = child.stop()
+        return int(report["baseline_kb"]), int(max(report["peak_kb"], report["hwm_kb"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    lines: list[Line]
+    round_trip_ms: float
+    rss_payload: int
+    rss_baseline_kb: int
+    rss_peak_kb: int
+
+
+def run(
+    *,
+    count: int = 200,
+    sizes: Sequence[int] = (10 * 1024, 100 * 1024),
+    concurrency: int = 8,
+    rss_size: int = 100 * 1024 * 1024,
+    repeats: int = 30,
+    directory: Path | None = None,
+) -> Report:
+    """Every measurement of the table, in one run."""
+    with tempfile.TemporaryDirectory(dir=directory, prefix="raccord-bench-as2-") as tmp:
+        config, port, keys = write_setup(Path(tmp), max_size=max(sizes) * 4)
+        batches = [build_all(keys, [payload_of(size) for _ in range(count)]) for size in sizes]
+        warm = build_all(keys, [payload_of(1024) for _ in range(min(count, 20))])
+        results = end_to_end(config, port, keys, [warm, *batches], concurrency=concurrency)[1:]
+    lines = []
+    for size, (rate, cpu_ms) in zip(sizes, results, strict=True):
+        sealed = [seal(keys, payload_of(size)) for _ in range(count)]
+        one = floor_rate(keys, sealed, threads=1)
+        every = floor_rate(keys, sealed, threads=os.cpu_count() or 1)
+        lines.append(Line(size, rate, cpu_ms, one, every))
+    trip = round_trip_ms(keys, 100 * 1024, repeats=repeats)
+    baseline, peak = peak_rss(rss_size, directory)
+    return Report(lines, trip, rss_size, baseline, peak)
+
+
+def render(report: Report, *, count: int, concurrency: int) -> str:
+    cores = os.cpu_count() or 1
+    lines = [
+        f"inbound AS2 messages per second, {count} per size, {concurrency} in flight, "
+        f"{cores} cores (sign SHA-256 + compress + AES-256-CBC, signed sync MDN)",
+        f"{'payload':>8} | {'end to end':>10} | {'daemon CPU/msg':>14} | {'floor 1 thr':>11} | "
+        f"{f'floor {cores} thr':>11} | {'e2e/floor':>9}",
+        f"{'-' * 8}-+-{'-' * 10}-+-{'-' * 14}-+-{'-' * 11}-+-{'-' * 11}-+-{'-' * 9}",
+    ]
+    lines += [
+        f"{line.size // 1024:>6}KB | {line.end_to_end:>10.0f} | {line.server_cpu_ms:>11.2f} ms | "
+        f"{line.floor_one:>11.0f} | {line.floor_all:>11.0f} | {line.ratio:>8.2f}x"
+        for line in report.lines
+    ]
+    speedup = 29.0 / report.round_trip_ms if report.round_trip_ms else 0.0
+    grown = (report.rss_peak_kb - report.rss_baseline_kb) * 1024
+    mib = report.rss_payload / (1 << 20)
+    lines += [
+        "",
+        f"round trip at 100KB (build + parse + MDN build + MDN parse): "
+        f"{report.round_trip_ms:.2f} ms ({speedup:.1f}x faster than pyas2lib's 29-34 ms)",
+        f"peak RSS receiving {mib:.0f} MiB: {report.rss_peak_kb / 1024:.0f} MiB "
+        f"({report.rss_peak_kb * 1024 / report.rss_payload:.2f}x the payload; "
+        f"{grown / report.rss_payload:.2f}x above the idle daemon's "
+        f"{report.rss_baseline_kb / 1024:.0f} MiB)",
+    ]
+    return "\n".join(lines)
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--count", type=int, default=200, help="messages per payload size")
+    parser.add_argument("--sizes", type=_sizes, default=[10 * 1024, 100 * 1024])
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    parser.add_argument("--rss-mb", type=float, default=100.0, help="payload of the RSS run")
+    parser.add_argument("--repeats", type=int, default=30, help="round trips (median)")
+    parser.add_argument("--dir", type=Path, default=None, help="where the store writes")
+    parser.add_argument("--serve", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve is not None:
+        asyncio.run(_serve(args.serve))
+        return 0
+    report = run(count=args.count, sizes=args.sizes, concurrency=args.concurrency,
+                 rss_size=int(args.rss_mb * (1 << 20)), repeats=args.repeats,
+                 directory=args.dir)  # fmt: skip
+    print(render(report, count=args.count, concurrency=args.concurrency))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
