@@ -154,6 +154,35 @@ def _settings(config: Config, positions: Positions) -> Iterator[ConfigError]:
                 yield ConfigError(where, str(error["msg"]).removeprefix("Value error, "))
 
 
+def _as2_identities(config: Config, positions: Positions) -> Iterator[ConfigError]:
+    """AS2 names pick the connection of an inbound message: they must never be ambiguous, and
+    two sheets sharing a listener must agree on its scheme."""
+    from gateway.settings import settings_of
+    from gateway.settings.as2 import As2Settings, aife_as2_id, listen_address, our_as2_id
+
+    names: dict[tuple[str, str], str] = {}
+    listeners: dict[tuple[str, int], tuple[str, str]] = {}
+    for index, conn in _numbered(config, positions):
+        if conn.protocol is not Protocol.AS2:
+            continue
+        settings = settings_of(conn, As2Settings)
+        pair = (aife_as2_id(conn, settings), our_as2_id(conn, settings))
+        first = names.setdefault(pair, conn.name)
+        if first != conn.name:
+            yield ConfigError(
+                f"connections[{index}].settings.as2_id",
+                f"AS2-From {pair[0]!r} to AS2-To {pair[1]!r} already identifies connection "
+                f"{first!r}",
+            )
+        host, port, scheme = listen_address(conn, settings)
+        other = listeners.setdefault((host, port), (scheme, conn.name))
+        if other[0] != scheme:
+            yield ConfigError(
+                f"connections[{index}].settings.listen_scheme",
+                f"{host}:{port} is already an {other[0]} listener for connection {other[1]!r}",
+            )
+
+
 def check_rules(
     config: Config, *, check_files: bool = True, positions: Positions = None
 ) -> list[ConfigError]:
@@ -167,7 +196,10 @@ def check_rules(
     errors.extend(_shape(config, positions))
     errors.extend(_subscriptions(config, catalogue, positions))
     errors.extend(_shared_files(config, positions))
-    errors.extend(_settings(config, positions))
+    settings_errors = list(_settings(config, positions))
+    errors.extend(settings_errors)
+    if not settings_errors:
+        errors.extend(_as2_identities(config, positions))
     if check_files and not errors:
         from gateway.credentials import check_credentials
 

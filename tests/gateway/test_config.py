@@ -122,7 +122,9 @@ def test_subscribed_code_must_fit_circuit(write_config: WriteConfig) -> None:
 
 
 def test_one_connection_per_environment_code_and_direction(write_config: WriteConfig) -> None:
-    other = connection(name="b2g-qual-bis", subscriptions={"emission": ["FSO1100A"]})
+    other = connection(
+        name="b2g-qual-bis", subscriptions={"emission": ["FSO1100A"]}, settings={"as2_id": "PA-2"}
+    )
     found = one_problem(write_config, {"connections": [connection(), other]})
     assert found.startswith("connections[1].subscriptions.emission[0]: FSO1100A (emission, qual)")
     assert "'b2g-qual'" in found
@@ -253,3 +255,23 @@ def test_settings_are_checked_against_the_protocol_model(write_config: WriteConf
     sheet = connection(settings={"no_such_setting": 1})
     found = one_problem(write_config, {"connections": [sheet]})
     assert found == "connections[0].settings.no_such_setting: Extra inputs are not permitted"
+
+
+def test_two_as2_sheets_with_the_same_as2_names(write_config: WriteConfig) -> None:
+    second = connection(name="b2g-qual-bis", subscriptions={}, settings={"as2_id": "PA-1"})
+    found = one_problem(write_config, {"connections": [connection(), second]})
+    assert found.startswith("connections[1].settings.as2_id: AS2-From 'AIFE-QUAL' to AS2-To 'PA-1'")
+
+
+def test_two_as2_sheets_sharing_a_listener_must_share_its_scheme(
+    write_config: WriteConfig,
+) -> None:
+    second = connection(
+        name="b2g-prod",
+        environment="prod",
+        subscriptions={},
+        settings={"listen_scheme": "https"},
+    )
+    first = connection(settings={"listen_scheme": "http"})
+    found = one_problem(write_config, {"connections": [first, second]})
+    assert found.startswith("connections[1].settings.listen_scheme: 127.0.0.1:5080 is already")
