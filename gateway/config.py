@@ -258,6 +258,75 @@ class IntakeSettings(Frozen):
     delivery: DeliverySettings = DeliverySettings()
 
 
+AccountName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+DirName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
+
+class SftpAccountConfig(Frozen):
+    """One partner or back-office login on the gateway's SFTP listener."""
+
+    name: AccountName
+    role: Literal["deposit", "connection"]  # emission deposits, or a connection's AIFE side
+    environment: Environment | None = None  # deposit: where its flows are routed
+    connection: NonEmpty | None = None  # connection: the sheet it delivers reception flows for
+    authorized_keys: ConfigPath | None = None
+    certificate: ConfigPath | None = None  # X.509 (RFC 6187): its public key is authorized
+    password_file: ConfigPath | None = None  # only with sftp.password_login: true
+    deposit: tuple[InterfaceCode, ...] | None = None  # default: every code it may deposit
+    collect_from: tuple[NonEmpty, ...] = ()  # connections whose reception flows it downloads
+    max_sessions: Annotated[int, Field(ge=1, le=1000)] = 10
+
+    @model_validator(mode="after")
+    def _role(self) -> SftpAccountConfig:
+        if self.role == "deposit" and self.environment is None:
+            raise ValueError("a deposit account needs an environment (qual or prod)")
+        if self.role == "connection" and self.connection is None:
+            raise ValueError("a connection account names its connection")
+        if self.authorized_keys is None and self.certificate is None and not self.password_file:
+            raise ValueError("give authorized_keys, certificate or password_file")
+        return self
+
+
+class ListenAddress(Frozen):
+    host: NonEmpty = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 2222
+
+
+class SftpServerConfig(Frozen):
+    """The top-level `sftp:` block: the gateway's own listener for partners and its accounts."""
+
+    listen: ListenAddress = ListenAddress()
+    host_key: ConfigPath | None = None  # default: <data_dir>/sftp/host_key-<port>
+    max_sessions: Annotated[int, Field(ge=1, le=10000)] = 100
+    max_file_size: Annotated[int, Field(gt=0)] = 1 << 30
+    idle_timeout: Seconds = 300.0
+    login_timeout: Seconds = 30.0
+    password_login: bool = False
+    deposit_dir: DirName = "out"
+    collect_dir: DirName = "in"
+    after_download: Literal["remove", "archive"] = "remove"
+    archive_dir: DirName = "archive"
+    temp_suffixes: tuple[
+        Annotated[str, StringConstraints(pattern=r"^\.[A-Za-z0-9_-]{1,16}$")], ...
+    ] = (
+        ".part",
+        ".filepart",
+    )
+    accounts: tuple[SftpAccountConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _accounts(self) -> SftpServerConfig:
+        names = [a.name for a in self.accounts]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"account names must be unique: {', '.join(duplicates)}")
+        if self.deposit_dir == self.collect_dir:
+            raise ValueError("deposit_dir and collect_dir must differ")
+        if not self.password_login and any(a.password_file for a in self.accounts):
+            raise ValueError("password_file needs password_login: true (passwords are off)")
+        return self
+
+
 class AdminConfig(Frozen):
     host: NonEmpty = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8480
@@ -280,6 +349,7 @@ class Config(Frozen):
     gateway: GatewayConfig = GatewayConfig()
     interfaces: tuple[ExtraInterface, ...] = ()
     intake: IntakeSettings = IntakeSettings()
+    sftp: SftpServerConfig | None = None
     connections: tuple[ConnectionConfig, ...] = ()
 
     def connection(self, name: str) -> ConnectionConfig | None:

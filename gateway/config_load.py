@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import SecretStr, ValidationError
 
-from gateway.config import Config, ConnectionConfig
+from gateway.config import Config, ConnectionConfig, ProtocolSettings
 from gateway.errors import ConfigError, RaccordError
 from gateway.logging import REDACTOR
 
@@ -92,6 +92,24 @@ def _validation_problems(
         yield ConfigError(field_path(prefix + tuple(error["loc"])), reason)
 
 
+def _typed_settings(
+    sheet: ConnectionConfig, index: int, base_dir: Path, errors: list[ConfigError]
+) -> ConnectionConfig | None:
+    """Validate `settings` with the protocol's model now, so relative paths in it are read
+    from the configuration file's folder like every other path."""
+    from gateway.settings import MODELS
+
+    try:
+        typed = MODELS[sheet.protocol].model_validate(
+            sheet.settings.model_dump(), context={"base_dir": base_dir}
+        )
+    except ValidationError as exc:
+        errors.extend(_validation_problems(exc, prefix=("connections", index, "settings")))
+        return None
+    resolved = ProtocolSettings.model_validate(typed.model_dump(exclude_unset=True))
+    return sheet.model_copy(update={"settings": resolved})
+
+
 def _validate_sheets(
     sheets: Any, base_dir: Path, errors: list[ConfigError]
 ) -> tuple[list[ConnectionConfig], list[int]]:
@@ -101,12 +119,15 @@ def _validate_sheets(
         return [], []
     valid: list[ConnectionConfig] = []
     positions: list[int] = []
-    for index, sheet in enumerate(sheets):
+    for index, raw in enumerate(sheets):
         try:
-            valid.append(ConnectionConfig.model_validate(sheet, context={"base_dir": base_dir}))
+            sheet = ConnectionConfig.model_validate(raw, context={"base_dir": base_dir})
         except ValidationError as exc:
             errors.extend(_validation_problems(exc, prefix=("connections", index)))
-        else:
+            continue
+        typed = _typed_settings(sheet, index, base_dir, errors)
+        if typed is not None:
+            valid.append(typed)
             positions.append(index)
     return valid, positions
 

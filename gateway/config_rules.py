@@ -138,22 +138,6 @@ def _numbered(config: Config, positions: Positions) -> Iterator[tuple[int, Conne
         yield (positions[offset] if positions is not None else offset), conn
 
 
-def _settings(config: Config, positions: Positions) -> Iterator[ConfigError]:
-    """Each sheet's `settings` block against its protocol's model."""
-    from pydantic import ValidationError
-
-    from gateway.config_load import field_path
-    from gateway.settings import MODELS
-
-    for index, conn in _numbered(config, positions):
-        try:
-            MODELS[conn.protocol].model_validate(conn.settings.model_dump())
-        except ValidationError as exc:
-            for error in exc.errors(include_url=False, include_input=False):
-                where = field_path(("connections", index, "settings", *error["loc"]))
-                yield ConfigError(where, str(error["msg"]).removeprefix("Value error, "))
-
-
 def _as2_identities(config: Config, positions: Positions) -> Iterator[ConfigError]:
     """AS2 names pick the connection of an inbound message: they must never be ambiguous, and
     two sheets sharing a listener must agree on its scheme."""
@@ -196,12 +180,20 @@ def check_rules(
     errors.extend(_shape(config, positions))
     errors.extend(_subscriptions(config, catalogue, positions))
     errors.extend(_shared_files(config, positions))
-    settings_errors = list(_settings(config, positions))
-    errors.extend(settings_errors)
-    if not settings_errors:
-        errors.extend(_as2_identities(config, positions))
+    errors.extend(_as2_identities(config, positions))
     if check_files and not errors:
-        from gateway.credentials import check_credentials
+        errors.extend(_material(config))
+    return errors
 
-        errors.extend(check_credentials(config))
+
+def _material(config: Config) -> list[ConfigError]:
+    """Certificates and keys, then the SFTP key rules that need them (one key, one account)."""
+    import datetime as dt
+
+    from gateway.credentials import load_credentials
+    from gateway.plug_sftp import config_problems
+
+    credentials, errors = load_credentials(config, now=dt.datetime.now(dt.UTC))
+    if not errors:
+        errors.extend(config_problems(config, credentials))
     return errors

@@ -239,12 +239,6 @@ def load_credentials(
     return creds, list(unique.values())
 
 
-def check_credentials(config: Config) -> list[ConfigError]:
-    """The certificate rules for `check-config` and start-up (problems only)."""
-    _, errors = load_credentials(config, now=dt.datetime.now(dt.UTC))
-    return errors
-
-
 def credential_warnings(creds: Mapping[str, ConnectionCredentials]) -> list[str]:
     """Every warning (expiring soon, no RGS/QWAC policy, expired: traffic stopped...)."""
     return [w for c in creds.values() for w in c.warnings]

@@ -1,20 +1,372 @@
-"""Wires the sftp work into the daemon: services built from the gateway context."""
+"""Wires the SFTP work into the daemon: listeners for partners and AIFE, a client per connection.
+
+Listeners (planned in `gateway.settings.sftp`): each SFTP sheet gives AIFE an account on the
+sheet's `network.partner` address, and the proposed top-level `sftp:` block adds partner and
+back-office accounts. Clients: each SFTP sheet gets an outbox worker whose sender uploads to
+AIFE with that connection's own key (never another's), plus a poller when the sheet polls.
+The store and the metrics stay here: the protocol code sees a `Mailbox` and an `SftpObserver`.
+The daemon gets one `SftpServices`, which plans all this off the loop when it starts.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
+import asyncssh
 from aiohttp import web
 
+from gateway import metrics
+from gateway.config import Config, ConnectionConfig
+from gateway.connections import ConnectionRegistry
+from gateway.credentials import CredentialSet
+from gateway.errors import ConfigError, ConnectionStateError, RaccordError, StoreError
+from gateway.logging import get_logger
+from gateway.model import Direction, MessageState, Protocol
+from gateway.offload import run_blocking
+from gateway.outbox import OutboxWorker, SendResult
+from gateway.router import outbound_name
 from gateway.services import GatewayContext, Service
+from gateway.settings.sftp import ListenerPlan, SftpSettings, plan_listeners, sftp_settings
+from gateway.store import Message, RetryPolicy, Store
+from protocols.errors import TransientSendError
+from protocols.ports import FlowDirection
+from protocols.sftp.client import ClientParams
+from protocols.sftp.keys import (
+    KeyFileError,
+    key_of_private,
+    load_client_key,
+    load_known_hosts,
+    parse_pins,
+    wire,
+)
+from protocols.sftp.poller import Poller, PollParams
+from protocols.sftp.ports import AuthFailure, Offered
+from protocols.sftp.sender import SftpSender
+from protocols.sftp.server import SftpListener
+
+log = get_logger(__name__)
+OFFERED_LIMIT = 1000  # files listed per collect directory
+
+
+class MetricsObserver:
+    """`SftpObserver` over the gateway's metrics."""
+
+    def session_opened(self, account: str) -> None:
+        del account
+        metrics.SESSIONS.labels("sftp", "server").inc()
+
+    def session_closed(self, account: str) -> None:
+        del account
+        metrics.SESSIONS.labels("sftp", "server").dec()
+
+    def auth_failed(self, reason: AuthFailure) -> None:
+        metrics.AUTH_FAILURES.labels("sftp", reason).inc()
+
+    def refused(self, direction: FlowDirection, kind: str) -> None:
+        metrics.REFUSED.labels("sftp", direction, kind).inc()
+
+    def accepted(self, direction: FlowDirection, seconds: float) -> None:
+        metrics.PROCESSING_SECONDS.labels("sftp", direction).observe(seconds)
+
+
+class StoreMailbox:
+    """`Mailbox` over the store: reception flows of the connections an account collects from."""
+
+    def __init__(
+        self, store: Store, *, collect: Mapping[str, tuple[str, ...]], known: frozenset[str]
+    ) -> None:
+        self._store = store
+        self._collect = collect
+        self._known = known
+
+    async def offered(self, account: str, code: str, *, archived: bool) -> Sequence[Offered]:
+        state = MessageState.DELIVERED if archived else MessageState.ACCEPTED
+        found: list[Offered] = []
+        for connection in self._collect.get(account, ()):
+            messages = await self._store.list_messages(
+                state=state,
+                direction=Direction.RECEPTION,
+                connection=connection,
+                interface_code=code,
+                limit=OFFERED_LIMIT,
+            )
+            found.extend(self._offer(m) for m in messages)
+        return found
+
+    def _offer(self, message: Message) -> Offered:
+        name = outbound_name(message.interface_code, message.id, message.file_name, "xml")
+        return Offered(
+            name=name,
+            size=message.size,
+            mtime=message.created_at.timestamp(),
+            path=self._store.payload_path(message),
+            message_id=message.id,
+        )
+
+    async def fetched(self, account: str, offered: Offered) -> None:
+        message = await self._store.get(offered.message_id)
+        code = metrics.code_label(message.interface_code, self._known)
+        try:
+            await self._store.mark_delivered(
+                offered.message_id, detail={"via": "sftp", "account": account}
+            )
+        except StoreError as exc:  # fetched twice at once: the first one recorded it
+            log.info("sftp.already_fetched", message_id=offered.message_id, reason=str(exc))
+            return
+        metrics.DELIVERIES.labels("sftp", code, "delivered").inc()
+
+
+@dataclass(frozen=True, slots=True)
+class ClientPlan:
+    """One connection's client and, when it polls, its poller."""
+
+    client: ClientParams
+    poll: PollParams | None
+    retry: RetryPolicy
+
+
+def _client_key(
+    conn: ConnectionConfig, settings: SftpSettings, creds: CredentialSet
+) -> asyncssh.SSHKey:
+    if settings.client_key is not None:
+        phrase = None
+        if settings.client_key_passphrase_file is not None:
+            phrase = settings.client_key_passphrase_file.read_text().rstrip("\r\n")
+        return load_client_key(settings.client_key, passphrase=phrase)
+    own = creds.get(conn.name)
+    material = own.own.get("client") if own is not None else None
+    if material is None:
+        raise ConfigError("certificates.client", "the SFTP client logs in with this key")
+    return key_of_private(material.key)
+
+
+def _pins(settings: SftpSettings) -> tuple[asyncssh.SSHKey, ...]:
+    if settings.known_hosts is not None:
+        return tuple(load_known_hosts(settings.known_hosts))
+    return tuple(parse_pins(settings.host_keys, origin=Path("settings.host_keys")))
+
+
+def client_plan(conn: ConnectionConfig, creds: CredentialSet) -> ClientPlan:
+    """The client parameters of one SFTP sheet (ConfigError / KeyFileError when unusable)."""
+    settings = sftp_settings(conn)
+    client = ClientParams(
+        connection=conn.name,
+        host=conn.network.aife.host,
+        port=conn.network.aife.port,
+        username=settings.username or conn.network.partner.part_id,
+        client_key=_client_key(conn, settings, creds),
+        pins=_pins(settings),
+        ciphers=settings.ciphers,
+        connect_timeout=settings.connect_timeout,
+        remote_dir=settings.remote_dir,
+        remote_dirs=dict(settings.remote_dirs),
+        temp_suffix=settings.temp_suffix,
+    )
+    poll = None
+    if settings.poll_interval is not None and settings.poll_dirs:
+        poll = PollParams(
+            directories=dict(settings.poll_dirs),
+            interval=settings.poll_interval,
+            after=settings.after_poll,
+            archive_dir=settings.poll_archive_dir,
+        )
+    retry = RetryPolicy(
+        max_attempts=conn.retry.max_attempts,
+        base_delay=conn.retry.base_delay,
+        max_delay=max(conn.retry.max_delay, conn.retry.base_delay),
+    )
+    return ClientPlan(client, poll, retry)
+
+
+def plan_clients(config: Config, creds: CredentialSet) -> tuple[list[ClientPlan], list[str]]:
+    """A client per SFTP sheet; a sheet whose key another sheet also uses gets none."""
+    plans: list[ClientPlan] = []
+    problems: list[str] = []
+    for index, conn in enumerate(config.connections):
+        if conn.protocol is not Protocol.SFTP:
+            continue
+        try:
+            plans.append(client_plan(conn, creds))
+        except ConfigError as exc:
+            problems.append(f"connections[{index}].{exc}")
+        except (KeyFileError, OSError) as exc:
+            problems.append(f"connections[{index}].settings: {exc}")
+    owners: dict[bytes, list[str]] = {}
+    for plan in plans:
+        owners.setdefault(wire(plan.client.client_key), []).append(plan.client.connection)
+    shared = {name for names in owners.values() if len(names) > 1 for name in names}
+    if shared:
+        problems.append(f"connections {sorted(shared)} share an SSH client key: one per connection")
+    return [p for p in plans if p.client.connection not in shared], problems
+
+
+class SftpOutboxSender:
+    """The outbox's `Sender` for one SFTP connection: traffic check, then upload."""
+
+    def __init__(
+        self, sender: SftpSender, *, registry: ConnectionRegistry, clock: Callable[[], dt.datetime]
+    ) -> None:
+        self._sender = sender
+        self._registry = registry
+        self._clock = clock
+
+    async def send(self, message: Message, payload: Path) -> SendResult:
+        connection = message.connection or ""
+        try:
+            self._registry.check_traffic(connection, now=self._clock())
+        except ConnectionStateError as exc:
+            raise TransientSendError(exc.reason) from None
+        name = message.file_name or outbound_name(message.interface_code, message.id, None, "xml")
+        done = await self._sender.send_file(
+            payload, file_name=name, interface_code=message.interface_code
+        )
+        detail = {"remote_path": done.remote_path, "resumed_from": done.resumed_from}
+        return SendResult(peer_message_id=done.remote_path, acknowledged=True, detail=detail)
+
+
+def _nothing() -> None:
+    return None
+
+
+class ClientService:
+    """One connection's outbox worker (and poller): a daemon `Service`."""
+
+    def __init__(self, plan: ClientPlan, context: GatewayContext) -> None:
+        self._plan = plan
+        self._context = context
+        self._sender = SftpSender(plan.client)
+        adapter = SftpOutboxSender(self._sender, registry=context.registry, clock=context.clock)
+        self._worker = OutboxWorker(
+            context.store, adapter, connection=plan.client.connection, policy=plan.retry
+        )
+        self._poller = (
+            Poller(plan.client, plan.poll, inbox=context.inbox_port)
+            if plan.poll is not None
+            else None
+        )
+        self._unregister: Callable[[], None] = _nothing
+        self._started = False
+
+    @property
+    def name(self) -> str:
+        return f"sftp-client-{self._plan.client.connection}"
+
+    @property
+    def ready(self) -> bool:
+        return self._started
+
+    async def start(self) -> None:
+        self._unregister = self._context.wakeups.register(
+            self._plan.client.connection, self._worker.notify
+        )
+        self._worker.start()
+        if self._poller is not None:
+            self._poller.start()
+        self._started = True
+
+    async def stop(self, *, timeout: float) -> None:
+        self._unregister()
+        if self._poller is not None:
+            await self._poller.stop()
+        await self._worker.stop(grace=timeout)
+        await self._sender.close()
+        self._started = False
+
+
+@dataclass(frozen=True, slots=True)
+class Plans:
+    """Everything the configuration asks of SFTP, computed off the event loop."""
+
+    listeners: list[ListenerPlan]
+    clients: list[ClientPlan]
+    problems: list[str]
+
+
+def plan_all(config: Config, creds: CredentialSet) -> Plans:
+    """Blocking (key files, certificate keys): the daemon runs it in the offload pool."""
+    clients, problems = plan_clients(config, creds)
+    client_keys = {p.client.connection: wire(p.client.client_key) for p in clients}
+    listeners, more = plan_listeners(config, creds, client_keys=client_keys)
+    return Plans(listeners, clients, problems + more)
+
+
+def config_problems(config: Config, creds: CredentialSet) -> list[ConfigError]:
+    """The SFTP rules for `check_rules`: key files readable, one key per account or connection."""
+    errors = []
+    for problem in plan_all(config, creds).problems:
+        field, _, reason = problem.partition(": ")
+        errors.append(ConfigError(field, reason or problem))
+    return errors
+
+
+class SftpServices:
+    """Every SFTP listener and client as one daemon `Service`, planned when it starts.
+
+    Planning reads key files, so it runs in the offload pool, not in the daemon's factory
+    call. A listener that cannot start is logged and leaves the others running; readiness
+    then reports false so the operator sees it.
+    """
+
+    def __init__(self, context: GatewayContext) -> None:
+        self._context = context
+        self._services: list[Service] = []
+        self._failed: list[str] = []
+        self._started = False
+
+    @property
+    def name(self) -> str:
+        return "sftp"
+
+    @property
+    def ready(self) -> bool:
+        return self._started and not self._failed and all(s.ready for s in self._services)
+
+    async def start(self) -> None:
+        plans = await run_blocking(plan_all, self._context.config, self._context.credentials)
+        for problem in plans.problems:
+            log.error("sftp.config_problem", detail=problem)
+        known = frozenset(spec.code for spec in self._context.catalogue)
+        services: list[Service] = [
+            SftpListener(
+                plan.params,
+                inbox=self._context.inbox_port,
+                mailbox=StoreMailbox(self._context.store, collect=plan.collect, known=known),
+                observer=MetricsObserver(),
+            )
+            for plan in plans.listeners
+        ]
+        services.extend(ClientService(plan, self._context) for plan in plans.clients)
+        for service in services:
+            try:
+                await service.start()
+            except RaccordError as exc:
+                self._failed.append(service.name)
+                log.error("sftp.service_failed", service=service.name, reason=str(exc))
+                continue
+            self._services.append(service)
+            log.info("sftp.service_started", service=service.name)
+        self._started = True
+
+    async def stop(self, *, timeout: float) -> None:
+        services, self._services = self._services, []
+        for service in reversed(services):
+            await service.stop(timeout=timeout)
+        self._started = False
+
+    @property
+    def services(self) -> list[Service]:
+        """The running listeners and clients (tests and diagnostics)."""
+        return list(self._services)
 
 
 def factory(context: GatewayContext) -> Sequence[Service]:
-    """The sftp listeners and workers the configuration asks for (none yet)."""
-    del context
-    return []
+    """The SFTP service; it plans its listeners and clients when the daemon starts it."""
+    return [SftpServices(context)]
 
 
 def admin_routes(app: web.Application) -> None:
-    """Routes the sftp work adds to the admin server (none yet)."""
+    """Routes the SFTP work adds to the admin server (none)."""
     del app

@@ -50,7 +50,11 @@ async def test_admin_endpoints_and_clean_stop(
     port = daemon.admin.bound_port
     assert port
     assert await _get(port, "/healthz") == (200, '{"status": "ok"}')
-    status, body = await _get(port, "/readyz")
+    for _ in range(100):  # the admin port opens before the services: 503 until they are up
+        status, body = await _get(port, "/readyz")
+        if status == 200:
+            break
+        await asyncio.sleep(0.1)
     assert status == 200, body
     assert json.loads(body)["checks"] == {"config": True, "store": True, "listeners": True}
     status, text = await _get(port, "/metrics")

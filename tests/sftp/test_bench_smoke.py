@@ -1,0 +1,23 @@
+"""bench/sftp.py must keep running: a tiny measurement through its real code path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.sftp import render, run
+
+pytestmark = pytest.mark.interop
+
+
+async def test_the_sftp_benchmark_measures_every_server(tmp_path: Path) -> None:
+    rows = await run(
+        large_mb=1, small_count=3, small_size=2048, session_count=2, rounds=1, directory=tmp_path
+    )
+    assert [r.unit for r in rows] == ["MB/s", "files/s", "files/s"]
+    assert all(r.gateway > 0 and r.bare > 0 for r in rows)
+    table = render(rows)
+    assert "gw/bare" in table
+    assert len(table.splitlines()) == 5
+    assert list(tmp_path.iterdir()) == []
