@@ -13,16 +13,12 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.cli import main
-from gateway.config import Config
+from gateway.config import Config, SftpServerConfig
 from gateway.config_load import ConfigErrors, load
 from gateway.credentials import load_credentials
 from gateway.model import Direction
 from gateway.plug_sftp import ClientService, SftpServices, client_plan, config_problems, factory
-from gateway.settings.sftp import (
-    SftpServerConfig,
-    SftpSettings,
-    plan_listeners,
-)
+from gateway.settings.sftp import SftpSettings, plan_listeners
 from protocols.sftp.keys import KeyFileError, key_of_certificate, load_or_create_host_key, wire
 from protocols.sftp.server import SftpListener
 from tests.pki import TestCA
