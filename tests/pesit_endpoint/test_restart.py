@@ -1,0 +1,278 @@
+"""Broken transfers resume from the last acknowledged sync point, never from zero, never twice.
+
+The network is cut by a relay in the middle of a push (or of a pull), or our gateway "dies"
+(its listener is torn down and a new one built over the same spool folder, as after a
+restart); the next attempt must move only the rest of the file, end with identical bytes, and
+leave exactly one message in the inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protocols.errors import SendError
+from protocols.pesit.diagnostics import Diagnostic
+from protocols.pesit.endpoint import Journal, PesitTransientError, PushResult, Spool, pull
+from protocols.pesit.endpoint.outbound import send_resumable
+from protocols.pesit.endpoint.ports import OutgoingFile, Peer
+from protocols.pesit.endpoint.spool import PushCheckpoint
+from protocols.pesit.events import FileInfo, Position
+from protocols.ports import Accepted
+from tests.pesit_endpoint.helpers import (
+    CODE,
+    CutProxy,
+    MemoryInbox,
+    Pki,
+    Recorder,
+    Starts,
+    Waiting,
+    payload,
+    peer,
+    start_listener,
+    wait_for,
+)
+
+DATA = payload(400_000)
+CREATED = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+KEY = "01JMESSAGE0000000000000000"
+
+
+def describe(transfer_id: int, restart: bool) -> FileInfo:
+    return FileInfo(file_name=CODE, transfer_id=transfer_id, restart=restart, max_size_kb=391)
+
+
+async def _send(target: Peer, source: Path, journal: Journal, starts: Starts) -> PushResult:
+    async def started(transfer_id: int, restart: bool, points: int) -> None:
+        starts.append((transfer_id, restart, points))
+
+    return await send_resumable(
+        target, source, key=KEY, size=len(DATA), describe=describe, journal=journal,
+        started=started,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "flow.xml"
+    path.write_bytes(DATA)
+    return path
+
+
+async def test_cut_mid_push_resumes_from_the_last_acknowledged_point(
+    pki: Pki, tmp_path: Path, source: Path
+) -> None:
+    inbox, starts = MemoryInbox(), Starts()
+    listener = await start_listener(pki, tmp_path / "spool", inbox=inbox)
+    try:
+        async with CutProxy(listener.port, up=len(DATA) // 2) as relay:
+            with pytest.raises(PesitTransientError):
+                await _send(peer(pki, relay.port), source, Journal(tmp_path / "push"), starts)
+            assert relay.cuts == 1
+            kept = Journal(tmp_path / "push").load(KEY)  # on disk: a new process finds it
+            assert kept is not None
+            assert kept.positions
+            result = await _send(peer(pki, relay.port), source, Journal(tmp_path / "push"), starts)
+    finally:
+        await listener.stop(timeout=1)
+    (first_id, first_restart, _), (second_id, second_restart, known) = starts
+    assert (first_restart, second_restart) == (False, True)
+    assert second_id == first_id  # the same PI 13 on restart
+    assert known > 0
+    assert 0 < result.resumed_from.byte_offset < len(DATA)  # not from zero
+    assert result.resumed_from.point >= kept.positions[0].point
+    assert [body for _, body in inbox.files] == [DATA]  # identical, and only once
+    assert Journal(tmp_path / "push").load(KEY) is None  # done: nothing left to resume
+
+
+class SlowDisk:
+    """Spool syncs take `delay` seconds, so a transfer is still running when we kill it."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    async def __call__(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        if getattr(func, "__name__", "") == "_write" and kwargs.get("sync"):
+            await asyncio.sleep(self.delay)
+        return await asyncio.to_thread(func, *args, **kwargs)
+
+
+def _durable_points(spool: Path) -> int:
+    """Sync points logged durable in the (one) spooled transfer under `spool`."""
+    logs = list(spool.glob("*/points"))
+    return logs[0].stat().st_size // 24 if logs else 0
+
+
+async def test_gateway_restart_mid_push_resumes_from_the_spool(
+    pki: Pki, tmp_path: Path, source: Path
+) -> None:
+    spool, inbox, starts = tmp_path / "spool", MemoryInbox(), Starts()
+    journal = Journal(tmp_path / "push")
+    first = await start_listener(pki, spool, inbox=inbox, offload=SlowDisk(0.02))
+    sending: asyncio.Task[PushResult] = asyncio.create_task(
+        _send(peer(pki, first.port), source, journal, starts)
+    )
+    await wait_for(lambda: _durable_points(spool) >= 3)
+    await first.stop(timeout=0)  # the gateway dies: sessions cut, nothing cleaned up
+    with pytest.raises(SendError):
+        await sending
+    assert _durable_points(spool) >= 3
+    again = await start_listener(pki, spool, inbox=inbox)  # a new process, same data_dir
+    try:
+        result = await _send(peer(pki, again.port), source, journal, starts)
+    finally:
+        await again.stop(timeout=1)
+    assert result.resumed_from.point >= 3
+    assert [body for _, body in inbox.files] == [DATA]
+    assert list(spool.iterdir()) == []
+
+
+async def test_restart_the_server_forgot_starts_over_and_still_lands_once(
+    pki: Pki, tmp_path: Path, source: Path
+) -> None:
+    spool, inbox, starts = tmp_path / "spool", MemoryInbox(), Starts()
+    listener = await start_listener(pki, spool, inbox=inbox)
+    try:
+        async with CutProxy(listener.port, up=len(DATA) // 2) as relay:
+            with pytest.raises(PesitTransientError):
+                await _send(peer(pki, relay.port), source, Journal(tmp_path / "push"), starts)
+            await wait_for(lambda: any(spool.iterdir()))
+            for folder in spool.iterdir():  # the server lost its disk
+                Spool(spool).discard(folder.name)
+            result = await _send(peer(pki, relay.port), source, Journal(tmp_path / "push"), starts)
+    finally:
+        await listener.stop(timeout=1)
+    assert starts[1][1] is True  # asked to restart…
+    assert result.resumed_from == Position()  # …the server held nothing: from the start
+    assert [body for _, body in inbox.files] == [DATA]
+
+
+async def test_restart_points_the_server_does_not_know_make_the_next_try_start_over(
+    pki: Pki, tmp_path: Path, source: Path
+) -> None:
+    spool, inbox, starts = tmp_path / "spool", MemoryInbox(), Starts()
+    journal = Journal(tmp_path / "push")
+    listener = await start_listener(pki, spool, inbox=inbox)
+    try:
+        async with CutProxy(listener.port, up=len(DATA) // 2) as relay:
+            with pytest.raises(PesitTransientError):
+                await _send(peer(pki, relay.port), source, journal, starts)
+        kept = journal.load(KEY)
+        assert kept is not None
+        lost = replace(kept, positions=(Position(1, 1, 1),), on_grid=False)  # nothing usable
+        journal.save(KEY, lost)
+        with pytest.raises(PesitTransientError) as failed:
+            await _send(peer(pki, listener.port), source, journal, starts)
+        assert failed.value.diagnostic == Diagnostic.RESTART_NEGOTIATION_FAILED.code
+        assert journal.load(KEY) is None
+        result = await _send(peer(pki, listener.port), source, journal, starts)
+    finally:
+        await listener.stop(timeout=1)
+    assert starts[2][0] != starts[0][0]  # a fresh transfer id
+    assert result.resumed_from == Position()
+    assert [body for _, body in inbox.files] == [DATA]
+
+
+async def test_requester_crash_mid_push_resumes_on_the_sync_grid(
+    pki: Pki, tmp_path: Path, source: Path
+) -> None:
+    """Our side dies mid-push (no failure path runs): the journal only has the transfer id."""
+    spool, inbox, starts = tmp_path / "spool", MemoryInbox(), Starts()
+    journal = Journal(tmp_path / "push")
+    server_side = Recorder()
+    listener = await start_listener(
+        pki, spool, inbox=inbox, offload=SlowDisk(0.01), observer=server_side
+    )
+    try:
+        sending = asyncio.create_task(_send(peer(pki, listener.port), source, journal, starts))
+        await wait_for(lambda: _durable_points(spool) >= 3)
+        sending.cancel()  # the process is gone: nothing after this line of ours runs
+        await asyncio.gather(sending, return_exceptions=True)
+        kept = journal.load(KEY)
+        assert kept is not None
+        assert kept.positions == ()
+        await wait_for(lambda: sum(int(s[2]) for s in server_side.of("session")) == 0)
+        result = await _send(peer(pki, listener.port), source, journal, starts)
+    finally:
+        await listener.stop(timeout=1)
+    assert starts[1][1] is True
+    assert result.resumed_from.point >= 3  # found on the grid, not from zero
+    assert [body for _, body in inbox.files] == [DATA]
+
+
+async def test_journal_of_another_file_is_ignored(pki: Pki, tmp_path: Path, source: Path) -> None:
+    journal, starts, inbox = Journal(tmp_path / "push"), Starts(), MemoryInbox()
+    journal.save(KEY, PushCheckpoint(77, len(DATA) + 1, (Position(1, 4096, 4),)))
+    listener = await start_listener(pki, tmp_path / "spool", inbox=inbox)
+    try:
+        await _send(peer(pki, listener.port), source, journal, starts)
+    finally:
+        await listener.stop(timeout=1)
+    assert starts[0][1] is False
+    assert starts[0][0] != 77
+
+
+async def test_cut_mid_pull_resumes_from_the_last_durable_point(
+    pki: Pki, tmp_path: Path, source: Path
+) -> None:
+    waiting = Waiting(
+        [OutgoingFile("M1", source, len(DATA), CODE, created=CREATED, file_name="f.xml")]
+    )
+    listener = await start_listener(pki, tmp_path / "served", outgoing=waiting)
+    pulled, inbox = Spool(tmp_path / "pulled"), MemoryInbox()
+
+    def once(port: int) -> Awaitable[object]:
+        return pull(
+            peer(pki, port), names={CODE: CODE}, spool=pulled, inbox=inbox, max_size=1 << 30
+        )
+
+    try:
+        async with CutProxy(listener.port, down=len(DATA) // 2) as relay:
+            with pytest.raises(PesitTransientError):
+                await once(relay.port)
+            meta = pulled.peek(f"pull-{CODE}")
+            assert meta is not None  # kept for the next poll
+            assert _durable_points(tmp_path / "pulled") > 0
+            assert await once(relay.port)
+    finally:
+        await listener.stop(timeout=1)
+    assert [body for _, body in inbox.files] == [DATA]
+    assert waiting.done == [("M1", meta.transfer_id)]
+    assert not (tmp_path / "pulled" / f"pull-{CODE}").exists()
+
+
+async def test_pull_restart_the_server_cannot_honour_starts_over_at_the_next_poll(
+    pki: Pki, tmp_path: Path, source: Path
+) -> None:
+    waiting = Waiting(
+        [OutgoingFile("M1", source, len(DATA), CODE, created=CREATED, file_name="f.xml")]
+    )
+    pulled, inbox = Spool(tmp_path / "pulled"), MemoryInbox()
+
+    def once(port: int) -> Awaitable[list[Accepted]]:
+        target = peer(pki, port)
+        return pull(target, names={CODE: CODE}, spool=pulled, inbox=inbox, max_size=1 << 30)
+
+    first = await start_listener(pki, tmp_path / "served", outgoing=waiting)
+    try:
+        async with CutProxy(first.port, down=len(DATA) // 2) as relay:
+            with pytest.raises(PesitTransientError):
+                await once(relay.port)
+    finally:
+        await first.stop(timeout=1)
+    assert pulled.peek(f"pull-{CODE}") is not None
+    again = await start_listener(pki, tmp_path / "served", outgoing=waiting)  # points forgotten
+    try:
+        assert await once(again.port) == []  # READ at our point refused: spool dropped
+        assert pulled.peek(f"pull-{CODE}") is None
+        assert len(await once(again.port)) == 1  # the next poll takes it from the start
+    finally:
+        await again.stop(timeout=1)
+    assert [body for _, body in inbox.files] == [DATA]
+    assert [d for d, _ in waiting.done] == ["M1"]
