@@ -166,6 +166,15 @@ def read_secret(
         return None
 
 
+def _inline_secrets(node: Any) -> Iterator[str]:
+    """SecretStr values anywhere in a protocol's settings (PeSIT passwords, …)."""
+    if isinstance(node, SecretStr):
+        yield node.get_secret_value()
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _inline_secrets(value)
+
+
 def register_secrets(config: Config) -> None:
     """Tell the log redactor every literal secret the configuration holds."""
     secrets: list[str] = []
@@ -179,6 +188,7 @@ def register_secrets(config: Config) -> None:
         for pair in conn.certificates.own().values():
             if pair.key_passphrase is not None:
                 secrets.append(pair.key_passphrase.get_secret_value())
+        secrets.extend(_inline_secrets(conn.settings.model_dump()))
     REDACTOR.register(secrets)
 
 

@@ -167,6 +167,33 @@ def _as2_identities(config: Config, positions: Positions) -> Iterator[ConfigErro
             )
 
 
+def _pesit_identities(config: Config, positions: Positions) -> Iterator[ConfigError]:
+    """PI 3 carries at most 24 printable ASCII characters; one listener per host and port."""
+    from gateway.settings import settings_of
+    from gateway.settings.pesit import PesitSettings
+
+    listeners: dict[tuple[str, int], str] = {}
+    for index, conn in _numbered(config, positions):
+        if conn.protocol is not Protocol.PESIT:
+            continue
+        settings = settings_of(conn, PesitSettings)
+        ours = settings.our_id(conn)
+        if len(ours) > 24 or not (ours.isascii() and ours.isprintable()):
+            where = "settings.local_id" if settings.local_id else "network.partner.part_id"
+            yield ConfigError(
+                f"connections[{index}].{where}",
+                f"{ours!r} cannot travel in PeSIT PI 3 (at most 24 printable ASCII characters)",
+            )
+        if settings.listen:
+            address = settings.listen_address(conn)
+            first = listeners.setdefault(address, conn.name)
+            if first != conn.name:
+                yield ConfigError(
+                    f"connections[{index}].settings.listen_port",
+                    f"{address[0]}:{address[1]} is already the PeSIT listener of {first!r}",
+                )
+
+
 def check_rules(
     config: Config, *, check_files: bool = True, positions: Positions = None
 ) -> list[ConfigError]:
@@ -181,6 +208,7 @@ def check_rules(
     errors.extend(_subscriptions(config, catalogue, positions))
     errors.extend(_shared_files(config, positions))
     errors.extend(_as2_identities(config, positions))
+    errors.extend(_pesit_identities(config, positions))
     if check_files and not errors:
         errors.extend(_material(config))
     return errors

@@ -275,3 +275,19 @@ def test_two_as2_sheets_sharing_a_listener_must_share_its_scheme(
     first = connection(settings={"listen_scheme": "http"})
     found = one_problem(write_config, {"connections": [first, second]})
     assert found.startswith("connections[1].settings.listen_scheme: 127.0.0.1:5080 is already")
+
+
+def test_pesit_part_id_must_fit_pi_3(write_config: WriteConfig) -> None:
+    sheet = connection(protocol="pesit", subscriptions={})
+    sheet["network"]["partner"]["part_id"] = "P" * 25
+    found = one_problem(write_config, {"connections": [sheet]})
+    assert found.startswith("connections[0].network.partner.part_id: ")
+    assert "PI 3" in found
+
+
+def test_pesit_passwords_in_settings_are_redacted(write_config: WriteConfig) -> None:
+    from gateway.logging import REDACTOR
+
+    sheet = connection(protocol="pesit", subscriptions={}, settings={"password": "pw-Zq81"})
+    load(write_config({"connections": [sheet]}), check_files=False)
+    assert REDACTOR.scrub("login with pw-Zq81") == "login with [REDACTED]"
