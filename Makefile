@@ -27,9 +27,19 @@ sysdeps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+# The gateway on the sandbox config beside `raccord sandbox`, a local Chorus Pro that also feeds
+# sample invoices; the terminal shows the simulator's summary, logs go to var/log/.
 run: $(STAMP)
 	$(BIN)/raccord certs sandbox --config $(CONFIG)
-	$(BIN)/raccord serve --config $(CONFIG)
+	$(BIN)/raccord sandbox --prepare --config $(CONFIG)
+	@mkdir -p var/log
+	@echo "Gateway log: var/log/gateway.log, simulator log: var/log/simulator.log"
+	@echo "Metrics: http://127.0.0.1:$${RACCORD_ADMIN_PORT:-8480}/metrics. Ctrl-C stops everything."
+	@$(BIN)/raccord serve --config $(CONFIG) >var/log/gateway.log 2>&1 & gateway=$$!; \
+	trap 'kill -TERM $$gateway 2>/dev/null' INT TERM; \
+	$(BIN)/raccord sandbox --config $(CONFIG) 2>var/log/simulator.log; status=$$?; \
+	kill -TERM $$gateway 2>/dev/null; wait $$gateway; \
+	exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

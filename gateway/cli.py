@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gateway import cli_flows, cli_sftp
+from gateway import cli_flows, cli_sandbox, cli_sftp
 from gateway.cli_certs import certs_export_p7b, certs_inspect, certs_new, certs_sandbox
 from gateway.cli_commands import (
     check_config,
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _messages(commands)
     cli_sftp.register(commands)
     cli_flows.register(commands)
+    cli_sandbox.register(commands)
     return parser
 
 

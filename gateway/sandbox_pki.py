@@ -7,6 +7,7 @@ overwritten. Production material comes from an RGS/eIDAS provider, never from he
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,7 +113,13 @@ def _issue(
             False,
         )
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.DNSName(common_name)]),
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.DNSName(common_name),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
             False,
         )
         .add_extension(
@@ -148,4 +155,19 @@ def ensure_sandbox_certificates(config: Config, *, now: dt.datetime) -> list[Pat
         _write_key(key_path, key)
         _write_cert(cert_path, cert)
         written.append(cert_path)
+    written.extend(_sftp_pins(config))
     return written
+
+
+def _sftp_pins(config: Config) -> list[Path]:
+    """The known_hosts pins of the simulator's SFTP servers (their keys are the AIFE keys)."""
+    from gateway.model import Protocol
+    from gateway.simulator.sftpside import known_hosts_path, prepare_known_hosts
+
+    return [
+        prepare_known_hosts(conn)
+        for conn in config.connections
+        if conn.protocol is Protocol.SFTP
+        and conn.certificates.partner
+        and not known_hosts_path(conn).exists()
+    ]

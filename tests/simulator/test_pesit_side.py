@@ -1,0 +1,107 @@
+"""AIFE's PeSIT side over real mutual TLS: only the connection's certificate gets a transfer in."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from gateway.config import Config, ConnectionConfig
+from gateway.config_load import load
+from gateway.config_rules import catalogue_for
+from gateway.simulator import flows
+from gateway.simulator.desk import Desk, Timing
+from gateway.simulator.pesitside import PesitSide
+from gateway.simulator.samples import ubl_invoice
+from gateway.simulator.state import SimulatorState
+from protocols.errors import SendError
+from protocols.pesit.endpoint import Journal, Peer, client_context
+from protocols.pesit.endpoint.outbound import send_resumable
+from protocols.pesit.events import FileInfo
+from protocols.pesit.settings import PesitSettings
+from tests.simulator.world import simulator_sandbox
+
+DAY = dt.date(2026, 11, 27)
+
+
+@dataclasses.dataclass
+class Aife:
+    config: Config
+    conn: ConnectionConfig
+    state: SimulatorState
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return simulator_sandbox(tmp_path_factory.mktemp("sandbox"))
+
+
+@pytest.fixture
+async def aife(sandbox: Path, tmp_path: Path) -> AsyncIterator[Aife]:
+    config = load(sandbox, env={"RACCORD_ADMIN_PORT": "0"})
+    conn = next(c for c in config.connections if c.name == "b2g-prod-pesit")
+    state = SimulatorState(tmp_path / "sim.sqlite3")
+    desk = Desk(config=config, catalogue=catalogue_for(config), state=state,
+                folder=tmp_path / "received", timing=Timing(),
+                clock=lambda: dt.datetime.now(dt.UTC), draw=random.Random(1))  # fmt: skip
+    side = PesitSide(config, conn, desk, state_dir=tmp_path)
+    await side.start()
+    yield Aife(config, conn, state)
+    await side.stop(timeout=2.0)
+    state.close()
+
+
+async def _push(aife: Aife, tmp_path: Path, *, cert_of: str, code: str) -> None:
+    """Push as the gateway of b2g-prod-pesit does, presenting `cert_of`'s client certificate."""
+    pair = next(c for c in aife.config.connections if c.name == cert_of).certificates.client
+    assert pair is not None
+    anchors = aife.config.gateway.trust_anchors[0].read_text()
+    aife_pem = aife.conn.certificates.partner[0].read_bytes()
+    peer = Peer(
+        connection="b2g-prod-pesit", host="127.0.0.1", port=aife.conn.network.aife.port,
+        ssl_context=client_context(certificate=pair.certificate, key=pair.key, anchors=anchors),
+        pins=frozenset({x509.load_pem_x509_certificate(aife_pem).public_bytes(Encoding.DER)}),
+        settings=PesitSettings(requester_id="PAB2GPRD", server_id="CPRO", password=""),
+        connect_timeout=5,
+    )  # fmt: skip
+    payload = tmp_path / "invoice.xml"
+    payload.write_bytes(ubl_invoice("P-1", issued=DAY))
+
+    async def started(transfer_id: int, restart: bool, points: int) -> None:
+        del transfer_id, restart, points
+
+    await send_resumable(
+        peer, payload, key="T1", size=payload.stat().st_size, journal=Journal(tmp_path / "j"),
+        describe=lambda tid, restart: FileInfo(file_name=code, transfer_id=tid, restart=restart,
+                                               label=f"{code}_01M8DRV2CM18ZS8HHES9CX6R1S.xml"),
+        started=started,
+    )  # fmt: skip
+
+
+async def test_another_connections_certificate_is_refused(aife: Aife, tmp_path: Path) -> None:
+    with pytest.raises(SendError, match="PeSIT connection ended"):  # before any CONNECT answer
+        await _push(aife, tmp_path, cert_of="g2b-prod-as2", code="FSO1100A")
+    assert aife.state.deposits() == []
+
+
+async def test_code_the_connection_does_not_subscribe_is_refused(
+    aife: Aife, tmp_path: Path
+) -> None:
+    with pytest.raises(SendError, match="CREATE ended with 2/226 transfer_refused"):
+        await _push(aife, tmp_path, cert_of="b2g-prod-pesit", code="FSO1150A")
+    assert aife.state.deposits() == []
+
+
+async def test_own_certificate_push_is_integrated(aife: Aife, tmp_path: Path) -> None:
+    await _push(aife, tmp_path, cert_of="b2g-prod-pesit", code="FSO1100A")
+    [deposit] = aife.state.deposits()
+    assert (deposit.connection, deposit.code) == ("b2g-prod-pesit", "FSO1100A")
+    assert deposit.file_name == "FSO1100A_01M8DRV2CM18ZS8HHES9CX6R1S.xml"
+    assert deposit.result == flows.INTEGRATED
+    assert deposit.invoices == ("P-1",)
