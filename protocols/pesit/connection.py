@@ -24,8 +24,9 @@ from protocols.pesit.events import (
     SyncPointSent,
     TransferInterrupted,
 )
-from protocols.pesit.fpdu import DATA_FAMILY, Fpdu, FpduType, encode_fpdu, split_fpdus
-from protocols.pesit.framing import Framing, UnitReader, frame
+from protocols.pesit.fpdu import DATA_FAMILY, Fpdu, FpduType, encode_parts, split_fpdus
+from protocols.pesit.framing import Framing, UnitReader, frame, prefix
+from protocols.pesit.output import Output
 from protocols.pesit.pi import PI, Params, SyncPoints
 from protocols.pesit.settings import Timers
 from protocols.pesit.state import Direction, Machine, Role, State, awaits_peer
@@ -63,7 +64,7 @@ class PesitConnection:
         self._local_id = local_id
         self._peer_id = 0
         self._events: deque[Event] = deque()
-        self._out = bytearray()
+        self._out = Output()
         self._alarm: tuple[Timer, float] | None = None  # the one running timer, its deadline
         self._sync = SyncPoints(0, 0)
         self._sender: DataSender | None = None
@@ -113,9 +114,8 @@ class PesitConnection:
         return self._events.popleft() if self._events else None
 
     def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+        """Everything queued, joined once (the only copy the core makes of sent articles)."""
+        return b"".join(self._out.take())
 
     def next_deadline(self) -> float | None:
         return None if self._alarm is None else self._alarm[1]
@@ -201,12 +201,14 @@ class PesitConnection:
 
     def _send(self, fpdu: Fpdu, *, ok: bool = True) -> None:
         """Encode, check the table, then queue: a refused FPDU leaves no trace."""
-        wire = encode_fpdu(fpdu)
+        parts = encode_parts(fpdu)
         self._machine.send(fpdu.kind, ok=ok)
-        self._out += frame(wire, self._reader.framing)
+        parts[0] = prefix(sum(map(len, parts)), self._reader.framing) + parts[0]
+        for part in parts:
+            self._out.add(part)
 
     def _send_raw(self, unit: bytes) -> None:
-        self._out += frame(unit, self._reader.framing)
+        self._out.add(frame(unit, self._reader.framing))
 
     def _drain(self, now: float) -> None:
         try:
@@ -218,13 +220,13 @@ class PesitConnection:
 
     def _pump_one(self) -> bool:
         """Handle one unit from the reader; False when it holds no whole unit."""
-        unit = self._reader.next_nsdu()
+        unit = self._reader.next_view()
         if unit is None:
             return False
         self._handle_unit(unit)
         return True
 
-    def _handle_unit(self, unit: bytes) -> None:
+    def _handle_unit(self, unit: bytes | memoryview) -> None:
         for fpdu in split_fpdus(unit):
             self._on_fpdu(fpdu)
             if self.state is State.CLOSED:

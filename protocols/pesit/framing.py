@@ -7,6 +7,7 @@ depending on the stack; a server detects which from the first bytes, a requester
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
@@ -23,6 +24,7 @@ __all__ = [
     "decode_preconnection",
     "encode_preconnection",
     "frame",
+    "prefix",
 ]
 
 EBCDIC = "cp500"
@@ -54,13 +56,18 @@ class PreConnection:
 
 def frame(unit: bytes, framing: Framing) -> bytes:
     """One unit ready for the wire; `framing` must be decided (not AUTO)."""
+    return prefix(len(unit), framing) + unit
+
+
+def prefix(size: int, framing: Framing) -> bytes:
+    """What goes before a unit of `size` bytes: its length, or nothing (RAW)."""
     if framing is Framing.AUTO:
         raise PesitLocalError(Diagnostic.PROTOCOL_ERROR, "framing not detected yet")
     if framing is Framing.RAW:
-        return unit
-    if len(unit) > 0xFFFF:
-        raise PesitLocalError(Diagnostic.PROTOCOL_ERROR, f"NSDU of {len(unit)} bytes")
-    return len(unit).to_bytes(2, "big") + unit
+        return b""
+    if size > 0xFFFF:
+        raise PesitLocalError(Diagnostic.PROTOCOL_ERROR, f"NSDU of {size} bytes")
+    return size.to_bytes(2, "big")
 
 
 def encode_preconnection(caller_id: str, password: str) -> bytes:
@@ -82,11 +89,64 @@ def decode_preconnection(unit: bytes) -> PreConnection:
     return PreConnection(caller_id, unit[16:24].decode(EBCDIC).rstrip())
 
 
+class _Chunks:
+    """Received bytes kept as the chunks they came in, read through a cursor.
+
+    A unit that lies inside one chunk is handed out as a view of it (no copy); only a unit
+    that spans chunks is joined. Consumed chunks are dropped whole, never shifted.
+    """
+
+    __slots__ = ("_head", "_pos", "_size", "_tail")
+
+    def __init__(self) -> None:
+        self._head = b""
+        self._pos = 0
+        self._tail: deque[bytes] = deque()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def feed(self, data: bytes) -> None:
+        if data:
+            self._tail.append(bytes(data))  # no copy for bytes; a caller's buffer may change
+            self._size += len(data)
+
+    def peek(self, count: int) -> bytes:
+        """Up to `count` bytes from the front, left in place (for short headers)."""
+        out = self._head[self._pos : self._pos + count]
+        for chunk in self._tail:
+            if len(out) >= count:
+                break
+            out += chunk[: count - len(out)]
+        return out
+
+    def take(self, count: int) -> memoryview:
+        """The next `count` bytes (`count` <= len(self)), as a read-only view."""
+        if self._pos == len(self._head):
+            self._head, self._pos = self._tail.popleft(), 0
+        end = self._pos + count
+        self._size -= count
+        if end <= len(self._head):
+            view = memoryview(self._head)[self._pos : end]
+            self._pos = end
+            return view
+        parts = [self._head[self._pos :]]
+        need = count - len(parts[0])
+        while need:
+            chunk = self._tail.popleft()
+            piece = chunk[:need]
+            parts.append(piece)
+            need -= len(piece)
+            self._head, self._pos = chunk, len(piece)
+        return memoryview(b"".join(parts))
+
+
 class UnitReader:
     """Buffers received bytes and hands out whole units; never returns a partial one."""
 
     def __init__(self, framing: Framing) -> None:
-        self._buffer = bytearray()
+        self._buffer = _Chunks()
         self._framing = framing
         self._auto = framing is Framing.AUTO
 
@@ -95,7 +155,7 @@ class UnitReader:
         return self._framing
 
     def feed(self, data: bytes) -> None:
-        self._buffer += data
+        self._buffer.feed(data)
 
     def next_opening(self) -> tuple[bool, bytes] | None:
         """Server side, before CONNECT: (True, pre-connection) or (False, NSDU holding CONNECT).
@@ -106,18 +166,18 @@ class UnitReader:
         if len(self._buffer) < _DETECT_SIZE:
             return None
         if self._auto:
-            self._framing = _detect(bytes(self._buffer[:_DETECT_SIZE]))
+            self._framing = _detect(self._buffer.peek(_DETECT_SIZE))
         if self._starts_preconnection():
             unit = self._take_unit(fixed=PRECONNECTION_SIZE)
-            return None if unit is None else (True, unit)
-        unit = self.next_nsdu()
+            return None if unit is None else (True, bytes(unit))
+        unit = self._take_unit(fixed=None)
         if unit is None:
             return None
         self._auto = False
-        return (False, unit)
+        return (False, bytes(unit))
 
     def _starts_preconnection(self) -> bool:
-        start = bytes(self._buffer[:_DETECT_SIZE])
+        start = self._buffer.peek(_DETECT_SIZE)
         if self._framing is Framing.RAW:
             return start.startswith(MAGIC[:5])
         return start.startswith(_PREFIXED_PRECONNECTION)
@@ -126,36 +186,39 @@ class UnitReader:
         """Requester side: ACK0 or NAK0, accepted with or without a length prefix."""
         if len(self._buffer) < 2:
             return None
-        prefixed = bytes(self._buffer[:2]) == _PREFIXED_ANSWER
+        prefixed = self._buffer.peek(2) == _PREFIXED_ANSWER
         size = len(ACK0) + (2 if prefixed else 0)
         if len(self._buffer) < size:
             return None
-        answer = bytes(self._buffer[size - len(ACK0) : size])
-        del self._buffer[:size]
+        answer = bytes(self._buffer.take(size)[size - len(ACK0) :])
         if answer not in {ACK0, NAK0}:
             raise DecodeError(Fault.BAD_FRAMING, f"pre-connection answer {answer.hex(' ')}")
         return answer
 
     def next_nsdu(self) -> bytes | None:
         """One NSDU: after its prefix, or (RAW) one FPDU cut by its own length field."""
+        unit = self._take_unit(fixed=None)
+        return None if unit is None else bytes(unit)
+
+    def next_view(self) -> memoryview | None:
+        """`next_nsdu` without the copy: a read-only view of the received bytes."""
         return self._take_unit(fixed=None)
 
-    def _take_unit(self, *, fixed: int | None) -> bytes | None:
+    def _take_unit(self, *, fixed: int | None) -> memoryview | None:
         raw = self._framing is Framing.RAW
         if raw and fixed is not None:
             size, start = fixed, 0
         else:
             if len(self._buffer) < 2:
                 return None
-            size = int.from_bytes(self._buffer[:2], "big")
+            size = int.from_bytes(self._buffer.peek(2), "big")
             start = 0 if raw else 2
             if size < (HEADER_SIZE if raw else 1):
                 raise DecodeError(Fault.LENGTH_MISMATCH, f"unit length {size}")
         if len(self._buffer) < start + size:
             return None
-        unit = bytes(self._buffer[start : start + size])
-        del self._buffer[: start + size]
-        return unit
+        unit = self._buffer.take(start + size)
+        return unit[start:] if start else unit
 
 
 def _detect(start: bytes) -> Framing:

@@ -258,6 +258,9 @@ def _typed(value: Value | None, kind: type[_T], code: int, default: _T) -> _T:
 
 def encode_params(params: Params, *, nested: bool = False) -> bytes:
     """Units in ascending code order, each at most once (the strict half of the rule)."""
+    if len(params.units) == 1:  # SYN, ACK(SYN), most ACKs: nothing to order or compare
+        code, value = params.units[0]
+        return _encode_unit(code, value, nested=nested)
     codes = [code for code, _ in params.units]
     if len(set(codes)) != len(codes):
         raise _refuse(f"repeated PI in {sorted(codes)}")

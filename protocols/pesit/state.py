@@ -31,9 +31,13 @@ class Direction(Enum):
     SEND = "send"
     RECEIVE = "receive"
 
+    __hash__ = object.__hash__  # members are singletons: identity hashing, done in C
+
 
 class State(Enum):
     """§4.8 names; A = requester only, B = server only. CLOSED: after ABORT, RELCONF, RCONNECT."""
+
+    __hash__ = object.__hash__  # the table is looked up for every FPDU: hash in C
 
     CN01 = "idle"
     CN02A = "CONNECT sent"

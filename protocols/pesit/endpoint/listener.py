@@ -28,7 +28,7 @@ from protocols.pesit.endpoint.ports import (
 )
 from protocols.pesit.endpoint.server import ServerApp
 from protocols.pesit.endpoint.serving import ServerShared
-from protocols.pesit.endpoint.session import Session, peer_certificate
+from protocols.pesit.endpoint.session import READ_LIMIT, Session, peer_certificate
 from protocols.pesit.endpoint.spool import Spool
 from protocols.pesit.server import PesitServer
 from protocols.ports import InboxPort
@@ -95,7 +95,9 @@ class PesitListener:
         if pruned:
             self._log.warning("pesit.spool_pruned", transfers=pruned)
         try:
-            self._server = await asyncio.start_server(self._accept, self._host, self._port)
+            self._server = await asyncio.start_server(
+                self._accept, self._host, self._port, limit=READ_LIMIT
+            )
         except OSError as exc:
             self._log.error(
                 "pesit.listen_failed", host=self._host, port=self._port, reason=str(exc)

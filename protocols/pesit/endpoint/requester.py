@@ -22,7 +22,7 @@ from protocols.errors import PermanentSendError, SendError, TransientSendError
 from protocols.pesit.diagnostics import Diagnostic, DiagnosticCode
 from protocols.pesit.endpoint.ports import NullObserver, Observer, Offload, Peer, to_thread
 from protocols.pesit.endpoint.sending import FileSender
-from protocols.pesit.endpoint.session import Session, peer_certificate
+from protocols.pesit.endpoint.session import READ_LIMIT, Session, peer_certificate
 from protocols.pesit.events import (
     Aborted,
     Connected,
@@ -107,6 +107,7 @@ async def call(peer: Peer, core: PesitRequester) -> Session:
                 peer.port,
                 ssl=peer.ssl_context,
                 ssl_handshake_timeout=peer.connect_timeout,
+                limit=READ_LIMIT,
             ),
             peer.connect_timeout,
         )

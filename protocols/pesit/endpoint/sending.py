@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from protocols.pesit.diagnostics import Diagnostic, PesitLocalError
 from protocols.pesit.endpoint.ports import Offload
 from protocols.pesit.endpoint.session import Session
 from protocols.pesit.events import Position
 
-__all__ = ["FileSender", "blocks"]
+__all__ = ["FileSender", "blocks", "pieces", "read_articles"]
 
 BLOCK = 1 << 20
+T = TypeVar("T")
 
 
 async def blocks(
@@ -34,8 +37,22 @@ async def blocks(
 ) -> AsyncGenerator[bytes, None]:
     """Blocks of `size` bytes from `start` (to `end`, or to the end of the file); the next one
     is read while the caller works on this one, so the disk and the network overlap."""
+    async for data in pieces(offload, read, start=start, size=size, end=end, length=len):
+        yield data
 
-    def ask(offset: int) -> asyncio.Future[bytes] | None:
+
+async def pieces(
+    offload: Offload,
+    read: Callable[[int, int], T],
+    *,
+    start: int,
+    size: int,
+    length: Callable[[T], int],
+    end: int | None = None,
+) -> AsyncGenerator[T, None]:
+    """`blocks` for any reader: `length(piece)` bytes were read, 0 at the end of the file."""
+
+    def ask(offset: int) -> asyncio.Future[T] | None:
         want = size if end is None else min(size, end - offset)
         return asyncio.ensure_future(offload(read, offset, want)) if want > 0 else None
 
@@ -44,14 +61,28 @@ async def blocks(
         while pending is not None:
             data = await pending
             pending = None
-            if not data:
+            read_size = length(data)
+            if not read_size:
                 return
-            offset += len(data)
+            offset += read_size
             pending = ask(offset)
             yield data
     finally:
         if pending is not None:  # never let the caller close the file under a read
             await asyncio.gather(pending, return_exceptions=True)
+
+
+def read_articles(fd: int, offset: int, size: int, *, article: int) -> list[bytes]:
+    """`size` bytes at `offset` as articles of `article` bytes, each read into its own
+    object (off the loop), so the articles are never cut out of a block by a copy."""
+    articles = []
+    for at in range(offset, offset + size, article):
+        data = os.pread(fd, min(article, offset + size - at), at)
+        if data:
+            articles.append(data)
+        if len(data) < article:
+            break
+    return articles
 
 
 class FileSender:
@@ -105,19 +136,18 @@ class FileSender:
 
     async def _feed(self, fd: int) -> None:
         block = self._article * max(1, BLOCK // self._article)
-        source = blocks(
+        source = pieces(
             self._offload,
-            lambda offset, size: os.pread(fd, size, offset),
+            functools.partial(read_articles, fd, article=self._article),
             start=self._start.byte_offset,
             size=block,
+            length=lambda articles: sum(map(len, articles)),
         )
         async with contextlib.aclosing(source):
-            async for data in source:
-                await self._send(data)
+            async for articles in source:
+                await self._send(articles)
 
-    async def _send(self, data: bytes) -> None:
-        view, step = memoryview(data), self._article
-        articles = [bytes(view[i : i + step]) for i in range(0, len(data), step)]
+    async def _send(self, articles: list[bytes]) -> None:
         while articles:
             await self._wait_for_room()
             taken = self._session.core.send_articles(articles, now=self._session.now())

@@ -21,10 +21,11 @@ from protocols.pesit.diagnostics import Diagnostic
 from protocols.pesit.events import Event
 from protocols.pesit.state import State
 
-__all__ = ["EventHandler", "Session", "peer_certificate"]
+__all__ = ["READ_LIMIT", "EventHandler", "Session", "peer_certificate"]
 
 EventHandler = Callable[[Event], Awaitable[None]]
 READ_SIZE = 262144
+READ_LIMIT = 2 * READ_SIZE  # StreamReader limit: the transport pauses at twice this, not at 128 KB
 _TRANSPORT_ERRORS = (OSError, ssl.SSLError, EOFError)
 _log = structlog.get_logger(module=__name__)
 
@@ -96,7 +97,7 @@ class Session:
                 watcher.set_result(None)
 
     async def flush(self) -> None:
-        data = self.core.data_to_send()
+        data = self.core.data_to_send()  # one write: TLS cuts it into full records
         if data and not self._writer.is_closing():
             self._writer.write(data)
             with contextlib.suppress(*_TRANSPORT_ERRORS):
