@@ -1,14 +1,18 @@
 """Inbound AS2 messages per second end to end, beside the raw crypto floor, in the same run.
 
-    python bench/as2.py [--count 200] [--sizes 10240,102400] [--concurrency 8] [--rss-mb 100]
+    python bench/as2.py [--count 200] [--sizes 10240,102400] [--concurrency 8] [--rounds 3]
+                        [--rss-mb 100] [--repeats 30] [--dir PATH]
 
 End to end: `raccord serve` (the daemon, AS2 plug only) runs in a child process on loopback;
 this process POSTs messages AIFE would send (signed SHA-256, compressed, AES-256-CBC, signed
 synchronous MDN asked for) and counts answered 200s with a positive MDN, each payload durable
-in the store first. The floor does the same CMS work for the same messages with `cryptography`
-and zlib alone (RSA key unwrap, AES-CBC, inflate, digest + signature check, MDN signature), on
-1 thread and on as many threads as cores. Also: our build + parse + MDN build + MDN parse round
-trip (pyas2lib measured 29-34 ms at 100 KB), and the child's peak RSS receiving one big payload.
+in the store first. The floor does the same CMS work for the same kind of message with
+`cryptography` and zlib alone (RSA key unwrap, AES-CBC, inflate, digest + signature check, MDN
+signature), on 1 thread and on as many threads as cores, as the daemon uses its worker pool.
+Every figure is the median of `--rounds` rounds (the machine may be shared: the load average is
+printed). Also: our build + parse + MDN build + MDN parse round trip beside the same work done
+with `cryptography` alone (pyas2lib measured 29-34 ms at 100 KB), and the child's peak RSS
+receiving one big payload.
 Goals: end to end >= 0.5x the floor (all cores); round trip >= 10x faster; peak <= 3x payload.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -30,7 +35,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +51,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from gateway.config_load import load
 from gateway.sandbox_pki import ensure_sandbox_certificates
 from protocols.as2.cms import DecryptionIdentity, SigningIdentity
+from protocols.as2.cms_compress import DEFAULT_LEVEL
 from protocols.as2.mdn import Disposition, build_mdn, parse_mdn
 from protocols.as2.mdn_request import MdnRequest, parse_disposition_options
 from protocols.as2.message import BuiltMessage, build_message, parse_message
@@ -55,6 +61,7 @@ OURS, AIFE, CONNECTION = "PA-BENCH", "AIFE-QUAL", "bench-as2"
 OPTIONS = (
     "signed-receipt-protocol=optional, pkcs7-signature; signed-receipt-micalg=optional, sha-256"
 )
+Answer = tuple[dict[str, str], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +92,9 @@ class Sealed:
 
 
 def seal(keys: Keys, content: bytes) -> Sealed:
+    """Signed, compressed at the level our messages use, encrypted for PA."""
     signature = keys.aife_key.sign(content, asym.PKCS1v15(), hashes.SHA256())
-    compressed = zlib.compress(content + signature, 6)
+    compressed = zlib.compress(content + signature, DEFAULT_LEVEL)
     key, iv = os.urandom(32), os.urandom(16)
     padder = padding.PKCS7(128).padder()
     plain = padder.update(compressed) + padder.finalize()
@@ -115,17 +123,13 @@ def floor_rate(keys: Keys, sealed: Sequence[Sealed], *, threads: int) -> float:
         return len(sealed) / (time.perf_counter() - started)
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
-    size: int
-    end_to_end: float
-    server_cpu_ms: float  # the daemon's CPU time per message (user + system)
-    floor_one: float
-    floor_all: float
+def crypto_round_trip(keys: Keys, payload: bytes) -> None:
+    """The round trip's primitives alone: seal, open (as the floor), verify the receipt."""
+    receipt = open_sealed(keys, seal(keys, payload))
+    Keys.public(keys.pa_cert).verify(receipt, payload[:512], asym.PKCS1v15(), hashes.SHA256())
 
-    @property
-    def ratio(self) -> float:
-        return self.end_to_end / self.floor_all if self.floor_all else 0.0
+
+# --- setup -------------------------------------------------------------------------------
 
 
 def _now() -> dt.datetime:
@@ -187,18 +191,22 @@ def payload_of(size: int) -> bytes:
     return (head + b"".join(lines))[:size]
 
 
-def aife_params(keys: Keys, name: str) -> As2SendParams:
+def aife_params(keys: Keys) -> As2SendParams:
+    """AIFE's sending parameters, made once like a daemon's plan (then one file name each)."""
     return As2SendParams(
         as2_from=AIFE, as2_to=OURS, signing=SigningIdentity(keys.aife_key, keys.aife_cert),
-        encryption_certificate=keys.pa_cert, file_name=name, content_type="application/xml",
+        encryption_certificate=keys.pa_cert, file_name="CSO1100A_0.xml",
+        content_type="application/xml",
     )  # fmt: skip
 
 
 def build_all(keys: Keys, payloads: Sequence[bytes]) -> list[BuiltMessage]:
+    params = aife_params(keys)
     return [
-        build_message(data, params=aife_params(keys, f"CSO1100A_{i}.xml"), now=_now())
+        build_message(data, now=_now(),
+                      params=dataclasses.replace(params, file_name=f"CSO1100A_{i}.xml"))
         for i, data in enumerate(payloads)
-    ]
+    ]  # fmt: skip
 
 
 # --- end to end: the daemon in a child process ------------------------------------------------
@@ -220,6 +228,15 @@ class Child:
                 report: dict[str, float] = json.loads(line)
                 return report
         raise RuntimeError(f"child ended before reporting {kind!r}")
+
+    def cpu(self) -> tuple[float, float]:
+        """The child's (user, system) CPU seconds, from /proc (zeros elsewhere)."""
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0, 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(stat[11]) / tick, int(stat[12]) / tick
 
     def stop(self) -> dict[str, float]:
         self.proc.send_signal(signal.SIGTERM)
@@ -276,9 +293,9 @@ def _vm(field: str) -> int:
 
 async def post_all(
     port: int, built: Sequence[BuiltMessage], *, concurrency: int
-) -> tuple[float, list[tuple[dict[str, str], bytes]]]:
+) -> tuple[float, list[Answer]]:
     """Messages per second answered 200, and the answers (MDNs are checked off the clock)."""
-    answers: list[tuple[dict[str, str], bytes]] = []
+    answers: list[Answer] = []
     queue = list(built)
     url = f"http://127.0.0.1:{port}/as2"
 
@@ -301,41 +318,40 @@ async def post_all(
     return len(built) / elapsed, answers
 
 
-def check_mdns(keys: Keys, answers: Sequence[tuple[dict[str, str], bytes]]) -> None:
+def check_mdns(keys: Keys, answers: Sequence[Answer]) -> None:
     for headers, body in answers:
         mdn = parse_mdn(headers, body, partner_certificates=[keys.pa_cert], now=_now())
         if not mdn.accepted:
             raise RuntimeError(f"negative MDN: {mdn.disposition.header_value()} {mdn.text}")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc (0 where /proc is not Linux's)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One batch POSTed: its rate and CPU per message (daemon user, daemon system, client)."""
+
+    rate: float
+    user_ms: float
+    sys_ms: float
+    client_ms: float
 
 
 def end_to_end(
-    config: Path,
-    port: int,
-    keys: Keys,
-    batches: Sequence[Sequence[BuiltMessage]],
-    *,
-    concurrency: int,
-) -> list[tuple[float, float]]:
-    """One child daemon; each batch POSTed in turn: (messages per second, server CPU ms each)."""
+    config: Path, keys: Keys, batches: Sequence[Sequence[BuiltMessage]], *, concurrency: int
+) -> list[Batch]:
+    """One child daemon; each batch POSTed in turn."""
+    port = yaml.safe_load(config.read_text())["connections"][0]["network"]["partner"]["port"]
     child = Child(config)
     try:
         child.read("ready")
         results = []
         for built in batches:
-            cpu = _cpu_seconds(child.proc.pid)
+            (user, system), client = child.cpu(), time.process_time()
             rate, answers = asyncio.run(post_all(port, built, concurrency=concurrency))
-            cpu_ms = (_cpu_seconds(child.proc.pid) - cpu) * 1000 / len(built)
+            client = time.process_time() - client
+            (user_end, sys_end), count = child.cpu(), len(built) / 1000
+            results.append(Batch(rate, (user_end - user) / count, (sys_end - system) / count,
+                                 client / count))  # fmt: skip
             check_mdns(keys, answers)
-            results.append((rate, cpu_ms))
     finally:
         child.stop()
     return results
@@ -344,9 +360,20 @@ def end_to_end(
 # --- round trip and memory ----------------------------------------------------------------
 
 
-def round_trip_ms(keys: Keys, size: int, *, repeats: int) -> float:
-    """Median ms of build + parse + MDN build + MDN parse, for one `size`-byte payload."""
+def _median_ms(step: Callable[[], object], repeats: int) -> float:
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
+def round_trip_ms(keys: Keys, size: int, *, repeats: int) -> tuple[float, float]:
+    """Median ms of build + parse + MDN build + MDN parse for one `size`-byte payload, and of
+    the same primitives with `cryptography` alone."""
     payload = payload_of(size)
+    send = dataclasses.replace(aife_params(keys), file_name="CSO1100A_1.xml")
     receive = As2ReceiveParams(
         as2_from=AIFE, as2_to=OURS, partner_certificates=(keys.aife_cert,),
         decryption=(DecryptionIdentity(keys.pa_key, keys.pa_cert),),
@@ -355,10 +382,9 @@ def round_trip_ms(keys: Keys, size: int, *, repeats: int) -> float:
         as2_from=OURS, as2_to=AIFE, signing=SigningIdentity(keys.pa_key, keys.pa_cert)
     )
     request = MdnRequest("as2", None, parse_disposition_options(OPTIONS))
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        built = build_message(payload, params=aife_params(keys, "CSO1100A_1.xml"), now=_now())
+
+    def trip() -> None:
+        built = build_message(payload, params=send, now=_now())
         received = parse_message(built.headers, built.body, params=receive, now=_now())
         mdn = build_mdn(
             original_message_id=built.message_id,
@@ -368,17 +394,13 @@ def round_trip_ms(keys: Keys, size: int, *, repeats: int) -> float:
             params=mdn_params,
             now=_now(),
         )
-        parsed = parse_mdn(
-            mdn.headers,
-            mdn.body,
-            partner_certificates=[keys.pa_cert],
-            expected_mic=built.mic,
-            now=_now(),
-        )
-        timings.append((time.perf_counter() - started) * 1000)
+        parsed = parse_mdn(mdn.headers, mdn.body, partner_certificates=[keys.pa_cert],
+                           expected_mic=built.mic, now=_now())  # fmt: skip
         if not parsed.accepted or received.payload != payload:
             raise RuntimeError("round trip lost the payload or its MIC")
-    return statistics.median(timings)
+
+    ours = _median_ms(trip, repeats)
+    return ours, _median_ms(lambda: crypto_round_trip(keys, payload), repeats)
 
 
 def peak_rss(size: int, directory: Path | None) -> tuple[int, int]:
@@ -400,13 +422,44 @@ def peak_rss(size: int, directory: Path | None) -> tuple[int, int]:
         return int(report["baseline_kb"]), int(max(report["peak_kb"], report["hwm_kb"]))
 
 
+# --- the table ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """Medians over the rounds for one payload size."""
+
+    size: int
+    end_to_end: float
+    server_cpu_ms: float  # the daemon's CPU time per message (user + system)
+    server_sys_ms: float  # of which system (the store's fsyncs, sockets, thread hand-offs)
+    client_cpu_ms: float  # the load generator's, on the same cores
+    floor_one: float
+    floor_all: float
+    ratios: tuple[float, ...]  # end to end / floor (all cores), per round
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios) if self.ratios else 0.0
+
+
+def _line(size: int, batches: Sequence[Batch], floors: Sequence[tuple[float, float]]) -> Line:
+    med = statistics.median
+    return Line(size, med(b.rate for b in batches), med(b.user_ms + b.sys_ms for b in batches),
+                med(b.sys_ms for b in batches), med(b.client_ms for b in batches),
+                med(f[0] for f in floors), med(f[1] for f in floors),
+                tuple(b.rate / f[1] for b, f in zip(batches, floors, strict=True)))  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
     lines: list[Line]
     round_trip_ms: float
+    crypto_round_trip_ms: float
     rss_payload: int
     rss_baseline_kb: int
     rss_peak_kb: int
+    load: tuple[float, float]  # 1-minute load average before and after
 
 
 def run(
@@ -414,32 +467,39 @@ def run(
     count: int = 200,
     sizes: Sequence[int] = (10 * 1024, 100 * 1024),
     concurrency: int = 8,
+    rounds: int = 3,
     rss_size: int = 100 * 1024 * 1024,
     repeats: int = 30,
     directory: Path | None = None,
 ) -> Report:
-    """Every measurement of the table, in one run."""
+    """Every measurement of the table, in one run; each round's end to end beside its floor."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    posted: list[list[Batch]] = [[] for _ in sizes]
+    floors: list[list[tuple[float, float]]] = [[] for _ in sizes]
     with tempfile.TemporaryDirectory(dir=directory, prefix="raccord-bench-as2-") as tmp:
-        config, port, keys = write_setup(Path(tmp), max_size=max(sizes) * 4)
-        batches = [build_all(keys, [payload_of(size) for _ in range(count)]) for size in sizes]
-        warm = build_all(keys, [payload_of(1024) for _ in range(min(count, 20))])
-        results = end_to_end(config, port, keys, [warm, *batches], concurrency=concurrency)[1:]
-    lines = []
-    for size, (rate, cpu_ms) in zip(sizes, results, strict=True):
-        sealed = [seal(keys, payload_of(size)) for _ in range(count)]
-        one = floor_rate(keys, sealed, threads=1)
-        every = floor_rate(keys, sealed, threads=os.cpu_count() or 1)
-        lines.append(Line(size, rate, cpu_ms, one, every))
-    trip = round_trip_ms(keys, 100 * 1024, repeats=repeats)
+        config, _, keys = write_setup(Path(tmp), max_size=max(sizes) * 4)
+        sealed = [[seal(keys, payload_of(size)) for _ in range(count)] for size in sizes]
+        for _ in range(rounds):
+            warm = build_all(keys, [payload_of(1024) for _ in range(min(count, 20))])
+            batches = [build_all(keys, [payload_of(size) for _ in range(count)]) for size in sizes]
+            done = end_to_end(config, keys, [warm, *batches], concurrency=concurrency)[1:]
+            for i, batch in enumerate(done):
+                posted[i].append(batch)
+                floors[i].append((floor_rate(keys, sealed[i], threads=1),
+                                  floor_rate(keys, sealed[i], threads=cores)))  # fmt: skip
+    lines = [_line(size, posted[i], floors[i]) for i, size in enumerate(sizes)]
+    trip, crypto = round_trip_ms(keys, 100 * 1024, repeats=repeats)
     baseline, peak = peak_rss(rss_size, directory)
-    return Report(lines, trip, rss_size, baseline, peak)
+    return Report(lines, trip, crypto, rss_size, baseline, peak, (load, os.getloadavg()[0]))
 
 
 def render(report: Report, *, count: int, concurrency: int) -> str:
     cores = os.cpu_count() or 1
+    rounds = len(report.lines[0].ratios) if report.lines else 0
     lines = [
         f"inbound AS2 messages per second, {count} per size, {concurrency} in flight, "
-        f"{cores} cores (sign SHA-256 + compress + AES-256-CBC, signed sync MDN)",
+        f"{cores} cores, median of {rounds} rounds (sign SHA-256 + compress + AES-256-CBC, signed "
+        f"sync MDN); 1-min load average {report.load[0]:.1f} before, {report.load[1]:.1f} after",
         f"{'payload':>8} | {'end to end':>10} | {'daemon CPU/msg':>14} | {'floor 1 thr':>11} | "
         f"{f'floor {cores} thr':>11} | {'e2e/floor':>9}",
         f"{'-' * 8}-+-{'-' * 10}-+-{'-' * 14}-+-{'-' * 11}-+-{'-' * 11}-+-{'-' * 9}",
@@ -449,13 +509,20 @@ def render(report: Report, *, count: int, concurrency: int) -> str:
         f"{line.floor_one:>11.0f} | {line.floor_all:>11.0f} | {line.ratio:>8.2f}x"
         for line in report.lines
     ]
+    lines += [
+        f"  {line.size // 1024}KB: daemon CPU {line.server_sys_ms:.2f} ms of it in the kernel; "
+        f"the load generator {line.client_cpu_ms:.2f} ms/msg on the same cores; "
+        f"e2e/floor per round {', '.join(f'{r:.2f}' for r in line.ratios)}"
+        for line in report.lines
+    ]
     speedup = 29.0 / report.round_trip_ms if report.round_trip_ms else 0.0
     grown = (report.rss_peak_kb - report.rss_baseline_kb) * 1024
     mib = report.rss_payload / (1 << 20)
     lines += [
         "",
         f"round trip at 100KB (build + parse + MDN build + MDN parse): "
-        f"{report.round_trip_ms:.2f} ms ({speedup:.1f}x faster than pyas2lib's 29-34 ms)",
+        f"{report.round_trip_ms:.2f} ms ({speedup:.1f}x faster than pyas2lib's 29-34 ms; "
+        f"the same primitives with cryptography alone: {report.crypto_round_trip_ms:.2f} ms)",
         f"peak RSS receiving {mib:.0f} MiB: {report.rss_peak_kb / 1024:.0f} MiB "
         f"({report.rss_peak_kb * 1024 / report.rss_payload:.2f}x the payload; "
         f"{grown / report.rss_payload:.2f}x above the idle daemon's "
@@ -473,6 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=200, help="messages per payload size")
     parser.add_argument("--sizes", type=_sizes, default=[10 * 1024, 100 * 1024])
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (medians reported)")
     parser.add_argument("--rss-mb", type=float, default=100.0, help="payload of the RSS run")
     parser.add_argument("--repeats", type=int, default=30, help="round trips (median)")
     parser.add_argument("--dir", type=Path, default=None, help="where the store writes")
@@ -482,8 +550,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_serve(args.serve))
         return 0
     report = run(count=args.count, sizes=args.sizes, concurrency=args.concurrency,
-                 rss_size=int(args.rss_mb * (1 << 20)), repeats=args.repeats,
-                 directory=args.dir)  # fmt: skip
+                 rounds=args.rounds, rss_size=int(args.rss_mb * (1 << 20)),
+                 repeats=args.repeats, directory=args.dir)  # fmt: skip
     print(render(report, count=args.count, concurrency=args.concurrency))
     return 0
 

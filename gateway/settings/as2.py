@@ -19,6 +19,7 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 from gateway.config import ConnectionConfig, Frozen
 from protocols.as2.algorithms import ContentCipher, DigestAlgorithm, KeyTransport, SignatureScheme
 from protocols.as2.cms import DecryptionIdentity, SigningIdentity
+from protocols.as2.cms_compress import DEFAULT_LEVEL
 from protocols.as2.params import As2ReceiveParams, As2SendParams, MdnMode, MdnParams
 from protocols.as2.partners import PartnerProfile
 
@@ -60,6 +61,9 @@ class As2Settings(Frozen):
     encrypt: bool = True
     compress: bool = True
     compress_before_sign: bool = False
+    # zlib level of outbound compression: 1 is the fastest (the default: on XML ~3.5x faster
+    # than 6 for a ~12 % larger stream), 9 the smallest; inbound accepts any level
+    compression_level: Annotated[int, Field(ge=1, le=9)] = DEFAULT_LEVEL
     digest: DigestAlgorithm = DigestAlgorithm.SHA256
     signature_scheme: SignatureScheme = SignatureScheme.RSA_PKCS1V15
     cipher: ContentCipher = ContentCipher.AES256_CBC
@@ -205,6 +209,7 @@ def _send_params(
         key_transport=settings.key_transport,
         compress=settings.compress,
         compress_before_sign=settings.compress_before_sign,
+        compression_level=settings.compression_level,
         mdn_mode=MdnMode(settings.mdn_mode),
         signed_mdn=settings.signed_mdn,
         receipt_url=receipt_url(conn, settings) if settings.mdn_mode == "async" else None,

@@ -6,8 +6,9 @@ decryption in cms_decrypt.py and compression in cms_compress.py.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal, Protocol
 
 from asn1crypto import cms as asn1_cms
 from asn1crypto import x509 as asn1_x509
@@ -21,11 +22,14 @@ from protocols.as2.der import CONTEXT, SEQUENCE, UNIVERSAL, Chunk, Tlv
 __all__ = [
     "CertRef",
     "DecryptionIdentity",
+    "Identifier",
     "PrivateKey",
     "SigningIdentity",
+    "cert_refs",
     "content_info",
     "content_type_of",
     "read_content_info",
+    "read_identifier",
 ]
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -33,11 +37,22 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 @dataclass(frozen=True, slots=True)
 class SigningIdentity:
-    """Our key and certificate for signing; `chain` is sent along (leaf excluded)."""
+    """Our key and certificate for signing; `chain` is sent along (leaf excluded).
+
+    What every signature repeats about the certificates (how a SignerInfo names ours, the DER
+    of the SignedData `certificates` field) is worked out once, here.
+    """
 
     key: PrivateKey
     certificate: x509.Certificate
     chain: tuple[x509.Certificate, ...] = ()
+    ref: CertRef = field(init=False, repr=False, compare=False)
+    certificates_der: bytes = field(init=False, repr=False, compare=False)  # DER SET OF order
+
+    def __post_init__(self) -> None:
+        every = sorted(certificate_der(cert) for cert in (self.certificate, *self.chain))
+        object.__setattr__(self, "ref", CertRef.of(self.certificate))
+        object.__setattr__(self, "certificates_der", b"".join(every))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +61,15 @@ class DecryptionIdentity:
 
     key: rsa.RSAPrivateKey
     certificate: x509.Certificate
+    ref: CertRef = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ref", CertRef.of(self.certificate))
+
+
+def cert_refs(certificates: Sequence[x509.Certificate | CertRef]) -> list[CertRef]:
+    """Certificates as references; those prepared in advance (parameters) are reused."""
+    return [c if isinstance(c, CertRef) else CertRef.of(c) for c in certificates]
 
 
 def read_content_info(data: Chunk) -> tuple[str, Tlv]:
@@ -82,43 +106,91 @@ def subject_key_identifier(cert: x509.Certificate) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class Identifier:
+    """A SignerIdentifier or RecipientIdentifier (RFC 5652 §5.3, §6.2.1), read with der.py.
+
+    `name` is the kind, spelled as asn1crypto spells it; the other fields belong to that kind.
+    """
+
+    name: Literal["issuer_and_serial_number", "subject_key_identifier"]
+    issuer_der: bytes = b""
+    serial: int = 0
+    ski: bytes = b""
+
+
+class IdentifierKind(Protocol):
+    """Anything naming its kind: identifiers of other kinds (originator keys...) match nothing."""
+
+    @property
+    def name(self) -> str: ...
+
+
+def read_identifier(node: Tlv) -> Identifier:
+    """IssuerAndSerialNumber (a SEQUENCE) or [0] IMPLICIT SubjectKeyIdentifier."""
+    if node.is_(UNIVERSAL, SEQUENCE):
+        fields = node.child_list("IssuerAndSerialNumber", minimum=2)
+        if len(fields) != 2:
+            raise der.DerError("IssuerAndSerialNumber: 2 elements expected")
+        issuer = fields[0].expect(UNIVERSAL, SEQUENCE, "issuer Name")
+        return Identifier("issuer_and_serial_number", bytes(issuer.raw), fields[1].as_int())
+    if node.is_(CONTEXT, 0):
+        return Identifier("subject_key_identifier", ski=b"".join(node.octets()))
+    raise der.DerError(f"identifier: unexpected tag [{node.tag_class}:{node.number}]")
+
+
+@dataclass(frozen=True, slots=True)
 class CertRef:
-    """A certificate with the three things a CMS identifier may name it by."""
+    """A certificate with the three things a CMS identifier may name it by.
+
+    Issuer and serial are compared on the DER bytes first (what every sender copies from the
+    certificate); only when the serial matches and the bytes differ is the RFC 5280 name
+    comparison (asn1crypto, RFC 4518 string preparation, costly) asked for a verdict.
+    """
 
     certificate: x509.Certificate
-    issuer: Any = field(repr=False)  # asn1crypto Name: compares with RFC 5280 normalisation
+    issuer_der: bytes = field(repr=False)
     serial: int
     ski: bytes
 
     @classmethod
     def of(cls, cert: x509.Certificate) -> CertRef:
-        issuer = asn1_x509.Name.load(cert.issuer.public_bytes())
-        return cls(cert, issuer, cert.serial_number, subject_key_identifier(cert))
+        return cls(
+            cert, cert.issuer.public_bytes(), cert.serial_number, subject_key_identifier(cert)
+        )
+
+    @property
+    def issuer(self) -> asn1_x509.Name:
+        """The issuer as asn1crypto reads it (RFC 5280 normalising comparison)."""
+        return asn1_x509.Name.load(self.issuer_der)
 
     def issuer_and_serial(self) -> asn1_cms.IssuerAndSerialNumber:
         return asn1_cms.IssuerAndSerialNumber({"issuer": self.issuer, "serial_number": self.serial})
 
-    def matches(self, identifier: Any) -> bool:
+    def issuer_and_serial_der(self) -> bytes:
+        """IssuerAndSerialNumber, DER: SEQUENCE { issuer Name, serialNumber INTEGER }."""
+        return der.encode(0x30, self.issuer_der, der.encode_integer(self.serial))
+
+    def matches(self, identifier: Identifier | IdentifierKind) -> bool:
         """True when a SignerIdentifier/RecipientIdentifier names this certificate."""
-        if identifier.name == "issuer_and_serial_number":
-            chosen = identifier.chosen
-            return bool(
-                chosen["serial_number"].native == self.serial and chosen["issuer"] == self.issuer
-            )
+        if not isinstance(identifier, Identifier):
+            return False
         if identifier.name == "subject_key_identifier":
-            return bool(identifier.chosen.native == self.ski)
-        return False
+            return identifier.ski == self.ski
+        if identifier.serial != self.serial:
+            return False
+        if identifier.issuer_der == self.issuer_der:
+            return True
+        return bool(asn1_x509.Name.load(identifier.issuer_der) == self.issuer)
 
 
-def describe_identifier(identifier: Any) -> str:
+def describe_identifier(identifier: Identifier | IdentifierKind) -> str:
     """Human text for error reasons: who the sender designated."""
-    if identifier.name == "issuer_and_serial_number":
-        chosen = identifier.chosen
-        serial = chosen["serial_number"].native
-        return f"issuer {chosen['issuer'].human_friendly!r} serial {serial:x}"
+    if not isinstance(identifier, Identifier):
+        return f"identifier of kind {identifier.name}"
     if identifier.name == "subject_key_identifier":
-        return f"subject key id {identifier.chosen.native.hex()}"
-    return f"identifier of kind {identifier.name}"
+        return f"subject key id {identifier.ski.hex()}"
+    issuer = asn1_x509.Name.load(identifier.issuer_der).human_friendly
+    return f"issuer {issuer!r} serial {identifier.serial:x}"
 
 
 def certificate_der(cert: x509.Certificate) -> bytes:

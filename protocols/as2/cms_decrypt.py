@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from asn1crypto import cms as asn1_cms
@@ -18,15 +19,22 @@ from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherAlgorithm, algorithms, modes
 
 from protocols.as2.algorithms import OID, ContentCipher, KeyTransport, digest_from_oid
-from protocols.as2.cms import CertRef, DecryptionIdentity, describe_identifier, read_content_info
+from protocols.as2.cms import (
+    DecryptionIdentity,
+    Identifier,
+    describe_identifier,
+    read_content_info,
+    read_identifier,
+)
 from protocols.as2.cms_envelope import oaep_padding
-from protocols.as2.der import CONTEXT, OCTET_STRING, SEQUENCE, SET, UNIVERSAL, Chunk, Tlv
+from protocols.as2.der import CONTEXT, OCTET_STRING, SEQUENCE, SET, UNIVERSAL, Chunk, DerError, Tlv
 from protocols.as2.errors import As2Error, Modifier, reported_as
 
 __all__ = ["Decrypted", "decrypt"]
 
 _FAILED = Modifier.DECRYPTION_FAILED
 _MIN_TAG = 12
+_OTHER_KINDS = MappingProxyType({1: "kari", 2: "kekri", 3: "pwri", 4: "ori"})  # RFC 5652 §6.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +48,17 @@ class Decrypted:
 
 
 @dataclass(frozen=True, slots=True)
+class _Ktri:
+    """KeyTransRecipientInfo: who it is for, how the key is wrapped, the wrapped key."""
+
+    rid: Identifier
+    algorithm: Tlv  # KeyEncryptionAlgorithmIdentifier
+    encrypted_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class _Envelope:
-    recipient_infos: Any
+    recipient_infos: list[_Ktri | str]  # a RecipientInfo we cannot use is named by its kind
     algorithm_oid: str
     algorithm_params: Tlv | None
     content: list[memoryview]
@@ -67,12 +84,12 @@ def decrypt(
             raise As2Error(_FAILED, f"{cipher} does not fit this envelope type")
         iv = _mode_parameters(envelope, cipher)
         candidates = [
-            (identity, ktri, _key_transport(ktri["key_encryption_algorithm"]))
+            (identity, ktri, _key_transport(ktri.algorithm))
             for identity, ktri in _candidates(envelope.recipient_infos, identities)
         ]
     for identity, ktri, transport in candidates:
         try:
-            key = identity.key.decrypt(ktri["encrypted_key"].native, oaep_padding(transport))
+            key = identity.key.decrypt(ktri.encrypted_key, oaep_padding(transport))
             plain = _decrypt_content(envelope, cipher, iv, key)
         except (As2Error, ValueError, InvalidTag):
             continue  # one wording for every secret-dependent failure: no oracle
@@ -88,8 +105,10 @@ def _envelope(data: Chunk) -> _Envelope:
     fields = [f for f in fields[1:] if not f.is_(CONTEXT, 0)]  # version, originatorInfo
     if len(fields) < 2:
         raise As2Error(_FAILED, "EnvelopedData lacks recipients or content")
-    infos_tlv = fields[0].expect(UNIVERSAL, SET, "RecipientInfos")
-    infos = asn1_cms.RecipientInfos.load(bytes(infos_tlv.raw))
+    infos = [
+        _recipient_info(info)
+        for info in fields[0].expect(UNIVERSAL, SET, "RecipientInfos").children()
+    ]
     encrypted = fields[1].expect(UNIVERSAL, SEQUENCE, "EncryptedContentInfo")
     info = encrypted.child_list("EncryptedContentInfo", minimum=3)
     algorithm = info[1].expect(UNIVERSAL, SEQUENCE, "ContentEncryptionAlgorithm")
@@ -109,31 +128,49 @@ def _envelope(data: Chunk) -> _Envelope:
     return _Envelope(infos, alg_fields[0].as_oid(), params, content, mac, auth_attrs)
 
 
+def _recipient_info(node: Tlv) -> _Ktri | str:
+    """A KeyTransRecipientInfo (an untagged SEQUENCE), or the name of another kind."""
+    if not node.is_(UNIVERSAL, SEQUENCE):
+        if node.tag_class == CONTEXT and node.number in _OTHER_KINDS:
+            return _OTHER_KINDS[node.number]
+        raise DerError(f"RecipientInfo: unexpected tag [{node.tag_class}:{node.number}]")
+    fields = node.child_list("KeyTransRecipientInfo", minimum=4)
+    if len(fields) != 4:
+        raise DerError("KeyTransRecipientInfo: 4 elements expected")
+    fields[0].as_int()  # version: an INTEGER, its value implied by the rid's kind
+    algorithm = fields[2].expect(UNIVERSAL, SEQUENCE, "KeyEncryptionAlgorithm")
+    key = b"".join(fields[3].expect(UNIVERSAL, OCTET_STRING, "encryptedKey").octets())
+    return _Ktri(read_identifier(fields[1]), algorithm, key)
+
+
 def _candidates(
-    infos: Any, identities: Sequence[DecryptionIdentity]
-) -> list[tuple[DecryptionIdentity, Any]]:
-    refs = [(identity, CertRef.of(identity.certificate)) for identity in identities]
-    found: list[tuple[DecryptionIdentity, Any]] = []
-    named: list[str] = []
-    for info in infos:
-        if info.name != "ktri":
-            named.append(f"unsupported recipient kind {info.name}")
-            continue
-        ktri = info.chosen
-        found.extend((identity, ktri) for identity, ref in refs if ref.matches(ktri["rid"]))
-        named.append(describe_identifier(ktri["rid"]))
+    infos: list[_Ktri | str], identities: Sequence[DecryptionIdentity]
+) -> list[tuple[DecryptionIdentity, _Ktri]]:
+    found = [
+        (identity, info)
+        for info in infos
+        if isinstance(info, _Ktri)
+        for identity in identities
+        if identity.ref.matches(info.rid)
+    ]
     if not found:
+        named = [
+            describe_identifier(info.rid)
+            if isinstance(info, _Ktri)
+            else f"unsupported recipient kind {info}"
+            for info in infos
+        ]
         raise As2Error(_FAILED, f"no RecipientInfo for our certificates: {'; '.join(named)}")
     return found
 
 
-def _key_transport(algorithm: Any) -> KeyTransport:
-    oid = algorithm["algorithm"].dotted
+def _key_transport(node: Tlv) -> KeyTransport:
+    oid = node.child_list("KeyEncryptionAlgorithm", minimum=1)[0].as_oid()
     if oid == OID.RSA_ENCRYPTION:
         return KeyTransport.RSA_PKCS1V15
     if oid != OID.RSAES_OAEP:
         raise As2Error(_FAILED, f"unsupported key transport {oid}")
-    params = algorithm["parameters"]
+    params = asn1_cms.KeyEncryptionAlgorithm.load(bytes(node.raw))["parameters"]  # rare
     hash_oid = params["hash_algorithm"]["algorithm"].dotted
     mgf = params["mask_gen_algorithm"]
     mgf_oid = mgf["parameters"]["algorithm"].dotted

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
-from asn1crypto import algos as asn1_algos
-from asn1crypto import cms as asn1_cms
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from protocols.as2 import der
-from protocols.as2.algorithms import OID, ContentCipher, KeyTransport
+from protocols.as2.algorithms import OID, ContentCipher, DigestAlgorithm, KeyTransport
 from protocols.as2.cms import CertRef, content_info
 from protocols.as2.der import Chunk, chunks_of
 from protocols.as2.errors import As2BuildError
@@ -27,12 +24,13 @@ __all__ = ["encrypt", "oaep_padding"]
 
 GCM_NONCE_SIZE = 12
 GCM_TAG_SIZE = 16
+_NULL = b"\x05\x00"
 
 
 def encrypt(
     content: Chunk | Sequence[Chunk],
     *,
-    recipients: Sequence[x509.Certificate],
+    recipients: Sequence[x509.Certificate | CertRef],
     cipher: ContentCipher = ContentCipher.AES256_CBC,
     key_transport: KeyTransport = KeyTransport.RSA_PKCS1V15,
     use_ski: bool = False,
@@ -43,13 +41,12 @@ def encrypt(
     if not recipients:
         raise As2BuildError("encryption needs at least one recipient certificate")
     key = os.urandom(cipher.key_size)
-    infos = asn1_cms.RecipientInfos(
-        [_recipient_info(cert, key, key_transport, use_ski=use_ski) for cert in recipients]
-    )
+    infos = [_recipient_info(cert, key, key_transport, use_ski=use_ski) for cert in recipients]
+    encoded = der.encode(0x31, *sorted(infos))  # SET OF in DER order
     chunks = chunks_of(content)
     if cipher.aead:
-        return b"".join(_auth_enveloped(chunks, key, cipher, infos.dump()))
-    return b"".join(_enveloped(chunks, key, cipher, infos.dump(), use_ski=use_ski))
+        return b"".join(_auth_enveloped(chunks, key, cipher, encoded))
+    return b"".join(_enveloped(chunks, key, cipher, encoded, use_ski=use_ski))
 
 
 def oaep_padding(transport: KeyTransport) -> padding.AsymmetricPadding:
@@ -62,42 +59,36 @@ def oaep_padding(transport: KeyTransport) -> padding.AsymmetricPadding:
     return padding.OAEP(mgf=padding.MGF1(hash_alg), algorithm=hash_alg, label=None)
 
 
-def _key_encryption_algorithm(transport: KeyTransport) -> dict[str, Any]:
+def _key_encryption_algorithm(transport: KeyTransport) -> bytes:
+    """rsaEncryption (NULL parameters) or id-RSAES-OAEP with explicit RSAES-OAEP-params; each
+    field equal to its default (SHA-1, MGF1 with SHA-1) is omitted by DER, so all-default SHA-1
+    parameters are an empty SEQUENCE, present as RFC 4055 requires."""
     if transport is KeyTransport.RSA_PKCS1V15:
-        return {"algorithm": "rsaes_pkcs1v15"}
-    name = "sha256" if transport is KeyTransport.RSA_OAEP_SHA256 else "sha1"
-    params = asn1_algos.RSAESOAEPParams(
-        {
-            "hash_algorithm": {"algorithm": name},
-            "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": name}},
-        }
-    )  # all-default SHA-1 params encode as an empty SEQUENCE, present as RFC 4055 requires
-    return {"algorithm": "rsaes_oaep", "parameters": params}
+        return der.encode(0x30, der.encode_oid(OID.RSA_ENCRYPTION), _NULL)
+    fields = []
+    if transport is KeyTransport.RSA_OAEP_SHA256:
+        sha256 = der.encode(0x30, der.encode_oid(DigestAlgorithm.SHA256.oid), _NULL)
+        mgf = der.encode(0x30, der.encode_oid(OID.MGF1), sha256)
+        fields = [der.encode(0xA0, sha256), der.encode(0xA1, mgf)]
+    return der.encode(0x30, der.encode_oid(OID.RSAES_OAEP), der.encode(0x30, *fields))
 
 
 def _recipient_info(
-    cert: x509.Certificate, key: bytes, transport: KeyTransport, *, use_ski: bool
-) -> asn1_cms.RecipientInfo:
-    public_key = cert.public_key()
+    cert: x509.Certificate | CertRef, key: bytes, transport: KeyTransport, *, use_ski: bool
+) -> bytes:
+    """RecipientInfo of the ktri kind: KeyTransRecipientInfo, DER."""
+    ref = cert if isinstance(cert, CertRef) else CertRef.of(cert)
+    public_key = ref.certificate.public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise As2BuildError("recipient certificate does not hold an RSA key")
-    ref = CertRef.of(cert)
-    rid = (
-        asn1_cms.RecipientIdentifier(name="subject_key_identifier", value=ref.ski)
-        if use_ski
-        else asn1_cms.RecipientIdentifier(
-            name="issuer_and_serial_number", value=ref.issuer_and_serial()
-        )
+    rid = der.encode(0x80, ref.ski) if use_ski else ref.issuer_and_serial_der()
+    return der.encode(
+        0x30,
+        der.encode_integer(2 if use_ski else 0),
+        rid,
+        _key_encryption_algorithm(transport),
+        der.encode(0x04, public_key.encrypt(key, oaep_padding(transport))),
     )
-    ktri = asn1_cms.KeyTransRecipientInfo(
-        {
-            "version": "v2" if use_ski else "v0",
-            "rid": rid,
-            "key_encryption_algorithm": _key_encryption_algorithm(transport),
-            "encrypted_key": public_key.encrypt(key, oaep_padding(transport)),
-        }
-    )
-    return asn1_cms.RecipientInfo(name="ktri", value=ktri)
 
 
 def _enveloped(

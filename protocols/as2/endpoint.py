@@ -40,6 +40,7 @@ from protocols.as2.inbound import (
     MdnJournal,
     Observer,
     Verdict,
+    handed_over,
     mdn_content,
     receipt_refusal,
     report,
@@ -143,13 +144,14 @@ class As2Endpoint:
     async def receive(self, request: web.Request) -> web.StreamResponse:
         """One inbound AS2 message: identify, read, unwrap, store durably, answer."""
         started = time.monotonic()
+        headers = Headers.from_mapping(request.headers)
         try:
-            envelope = read_envelope(Headers.from_mapping(request.headers))
+            envelope = read_envelope(headers)
             profile = self._partners.find(envelope.as2_from, envelope.as2_to)
         except As2Error as exc:
             return await self._unidentified(request, exc, started)
         try:
-            return await self._exchange(request, profile, envelope, started)
+            return await self._exchange(request, headers, profile, envelope, started)
         except Exception:  # noqa: BLE001 - a bug answers 500, never a crashed listener
             _log.exception(
                 "as2.receive_crashed",
@@ -159,7 +161,12 @@ class As2Endpoint:
             return await self._plain(profile, envelope, INTERNAL, started)
 
     async def _exchange(
-        self, request: web.Request, profile: PartnerProfile, envelope: Envelope, started: float
+        self,
+        request: web.Request,
+        headers: Headers,
+        profile: PartnerProfile,
+        envelope: Envelope,
+        started: float,
     ) -> web.StreamResponse:
         asked = envelope.mdn_request
         refusal = receipt_refusal(asked, profile)
@@ -167,23 +174,23 @@ class As2Endpoint:
             asked = dataclasses.replace(asked, receipt_url=None)  # answered in the response
             return await self._answer(profile, envelope, asked, Verdict(refusal=refusal), started)
         try:
-            verdict = await self._process(request, profile, envelope)
+            verdict = await self._process(request, headers, profile, envelope)
         except (BodyTooLarge, BodyBroken) as exc:
             return await self._plain(profile, envelope, refusal_of(exc), started)
         return await self._answer(profile, envelope, asked, verdict, started)
 
     async def _process(
-        self, request: web.Request, profile: PartnerProfile, envelope: Envelope
+        self, request: web.Request, headers: Headers, profile: PartnerProfile, envelope: Envelope
     ) -> Verdict:
         asked = envelope.mdn_request
         if asked is not None and (failure := asked.failure) is not None:
             return Verdict(refusal=refusal_of_request(failure))
         body = await read_body(request, cap=profile.max_body_size)
-        headers = Headers.from_mapping(request.headers)
         try:
             received = await self._offload(
-                parse_message, headers, body, params=profile.receive, now=self._clock()
-            )
+                parse_message, headers, body, params=profile.receive, now=self._clock(),
+                envelope=envelope,
+            )  # fmt: skip
             del body  # the payload is all we keep from here on
             code, file_name = interface_code_of(received.file_name, received.subject)
         except As2Error as exc:
@@ -199,7 +206,7 @@ class As2Endpoint:
             expected_size=len(received.payload),
         )
         try:
-            accepted = await self._inbox.accept(received.payload, incoming)
+            accepted = await self._inbox.accept(handed_over(received.payload), incoming)
         except TransferRefused as exc:
             return Verdict(refusal=refusal_of_transfer(exc))
         return Verdict(accepted=accepted, mic=received.mic)
@@ -297,15 +304,16 @@ class As2Endpoint:
     async def receive_mdn(self, request: web.Request) -> web.StreamResponse:
         """AIFE's receipt for one of ours: verified with that connection's certificates."""
         started = time.monotonic()
+        headers = Headers.from_mapping(request.headers)
         try:
-            envelope = read_envelope(Headers.from_mapping(request.headers))
+            envelope = read_envelope(headers)
             profile = self._partners.find(envelope.as2_from, envelope.as2_to)
             body = await read_body(request, cap=MDN_CAP)
             mdn = await self._offload(
                 parse_mdn,
-                Headers.from_mapping(request.headers),
+                headers,
                 body,
-                partner_certificates=profile.receive.partner_certificates,
+                partner_certificates=profile.receive.partner_refs,
                 require_signature=profile.signed_mdn_required,
                 now=self._clock(),
             )

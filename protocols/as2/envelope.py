@@ -21,6 +21,7 @@ from protocols.as2.mime import Headers
 __all__ = [
     "AS2_VERSION",
     "Envelope",
+    "check_parties",
     "format_as2_name",
     "http_date",
     "make_message_id",
@@ -86,7 +87,7 @@ def read_envelope(
     """Read and check AS2-From, AS2-To and Message-ID; a mismatch is `unknown-trading-partner`."""
     fields = as_headers(headers)
     for name in _SINGLE:
-        if sum(1 for key, _ in fields if key.lower() == name.lower()) > 1:
+        if fields.count(name) > 1:
             raise As2Error(Modifier.UNEXPECTED_PROCESSING_ERROR, f"{name} given twice")
     names = {}
     for header, expected in (("AS2-From", expected_from), ("AS2-To", expected_to)):
@@ -95,10 +96,7 @@ def read_envelope(
             raise As2Error(Modifier.UNKNOWN_TRADING_PARTNER, f"{header} missing")
         names[header] = parse_as2_name(raw)
         if expected is not None and names[header] != expected:
-            raise As2Error(
-                Modifier.UNKNOWN_TRADING_PARTNER,
-                f"{header} {names[header]!r} is not this connection's {expected!r}",
-            )
+            raise _not_ours(header, names[header], expected)
     message_id = (fields.get("Message-ID") or "").strip()
     if not _MESSAGE_ID.fullmatch(message_id):
         raise As2Error(Modifier.UNEXPECTED_PROCESSING_ERROR, "Message-ID missing or malformed")
@@ -108,4 +106,20 @@ def read_envelope(
         message_id,
         fields.get("Subject"),
         read_mdn_request(fields),
+    )
+
+
+def check_parties(envelope: Envelope, *, expected_from: str, expected_to: str) -> None:
+    """What `read_envelope` checks when given the expected names, for an envelope read before
+    the connection was known (the listener reads it once to pick the connection)."""
+    if envelope.as2_from != expected_from:
+        raise _not_ours("AS2-From", envelope.as2_from, expected_from)
+    if envelope.as2_to != expected_to:
+        raise _not_ours("AS2-To", envelope.as2_to, expected_to)
+
+
+def _not_ours(header: str, found: str, expected: str) -> As2Error:
+    return As2Error(
+        Modifier.UNKNOWN_TRADING_PARTNER,
+        f"{header} {found!r} is not this connection's {expected!r}",
     )

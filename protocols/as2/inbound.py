@@ -7,7 +7,7 @@ of each answer. The aiohttp adapter (`endpoint.py`) only moves bytes around thes
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
@@ -29,12 +29,14 @@ __all__ = [
     "MdnJournal",
     "Observer",
     "Verdict",
+    "handed_over",
     "mdn_content",
     "receipt_refusal",
     "report",
     "unidentified",
 ]
 
+HAND_STEP = 1 << 20
 INTERNAL = Refusal(
     Disposition.error(Modifier.UNEXPECTED_PROCESSING_ERROR), "internal error", 500, "internal",
     retry=True,
@@ -153,3 +155,18 @@ def unidentified(exc: As2Error, peer_message_id: str | None, *, seconds: float) 
         reason=exc.reason, status=HTTP_STATUS[exc.modifier], kind=exc.modifier.value,
         peer_message_id=peer_message_id, seconds=seconds,
     )  # fmt: skip
+
+
+def handed_over(payload: bytes | memoryview) -> bytes | AsyncIterator[bytes]:
+    """The payload for the inbox: small ones whole, big ones as 1 MiB chunks copied one at a
+    time, so the inbox never gets (and copies) the whole view at once."""
+    if isinstance(payload, bytes):
+        return payload
+    if len(payload) <= HAND_STEP:
+        return bytes(payload)
+    return _slices(payload)
+
+
+async def _slices(payload: memoryview) -> AsyncIterator[bytes]:
+    for start in range(0, len(payload), HAND_STEP):
+        yield bytes(payload[start : start + HAND_STEP])

@@ -15,6 +15,7 @@ from enum import StrEnum
 from cryptography import x509
 
 from protocols.as2.algorithms import DigestAlgorithm
+from protocols.as2.cms import CertRef
 from protocols.as2.cms_verify import ALL_DIGESTS, VerifiedSignature, verify_detached
 from protocols.as2.der import Chunk
 from protocols.as2.envelope import (
@@ -33,12 +34,10 @@ from protocols.as2.mime import (
     check_header,
     decode_body,
     format_params,
-    multipart_body,
-    new_boundary,
     parse_entity,
     parse_field_block,
-    split_multipart,
 )
+from protocols.as2.multipart import multipart_body, new_boundary, split_multipart
 from protocols.as2.params import MdnMode, MdnParams
 from protocols.as2.smime import Part, signed_part
 
@@ -244,7 +243,7 @@ def parse_mdn(
     headers: Mapping[str, str] | Headers,
     body: Chunk,
     *,
-    partner_certificates: Sequence[x509.Certificate],
+    partner_certificates: Sequence[x509.Certificate | CertRef],
     require_signature: bool = True,
     expected_message_id: str | None = None,
     expected_mic: Mic | None = None,
@@ -293,7 +292,7 @@ def parse_mdn(
 def _verified(
     entity: Entity,
     *,
-    trusted: Sequence[x509.Certificate],
+    trusted: Sequence[x509.Certificate | CertRef],
     now: dt.datetime | None,
     accepted: frozenset[DigestAlgorithm],
 ) -> tuple[Entity, VerifiedSignature]:

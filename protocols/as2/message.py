@@ -14,13 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from protocols.as2.algorithms import DigestAlgorithm
+from protocols.as2.cms import SigningIdentity
 from protocols.as2.cms_compress import compress
 from protocols.as2.cms_envelope import encrypt
 from protocols.as2.cms_verify import VerifiedSignature
 from protocols.as2.der import Chunk
 from protocols.as2.envelope import (
     AS2_VERSION,
+    Envelope,
     as_headers,
+    check_parties,
     format_as2_name,
     http_date,
     make_message_id,
@@ -52,9 +55,13 @@ class BuiltMessage:
 
 @dataclass(frozen=True, slots=True)
 class ReceivedMessage:
-    """An inbound payload, byte-exact, with what protected it and the receipt asked for."""
+    """An inbound payload, byte-exact, with what protected it and the receipt asked for.
 
-    payload: bytes
+    `payload` is a view into the buffer decryption or decompression produced (no copy: a
+    1 GB payload is not held twice); `bytes(received.payload)` when an owned copy is wanted.
+    """
+
+    payload: bytes | memoryview
     file_name: str | None
     content_type: str
     message_id: str
@@ -73,32 +80,25 @@ def build_message(payload: Chunk, *, params: As2SendParams, now: dt.datetime) ->
     """Package `payload` for one connection; `now` dates the message and the signature."""
     entity = Part(_payload_headers(params), [payload])
     mic_algorithm = params.mdn_micalg or params.digest
-    signed_over: list[Chunk] | None = None
+    mic: Mic | None = None
     if params.compress and (params.compress_before_sign or params.signing is None):
-        entity = pkcs7_part(compress(entity.chunks()), "compressed-data", "smime.p7z")
+        entity = _compressed(entity, params)
     if params.signing is not None:
-        signed_over = entity.chunks()
-        entity = signed_part(
-            signed_over,
-            identity=params.signing,
-            digest=params.digest,
-            scheme=params.signature_scheme,
-            now=now,
-            use_ski=params.use_ski,
-        )
+        entity, mic = _signed(entity, params.signing, params, now, mic_algorithm)
         if params.compress and not params.compress_before_sign:
-            entity = pkcs7_part(compress(entity.chunks()), "compressed-data", "smime.p7z")
-    if params.encryption_certificate is not None:
+            entity = _compressed(entity, params)
+    if params.encryption_ref is not None:
         envelope = encrypt(
             entity.chunks(),
-            recipients=[params.encryption_certificate],
+            recipients=[params.encryption_ref],
             cipher=params.cipher,
             key_transport=params.key_transport,
             use_ski=params.use_ski,
         )
         kind = "authEnveloped-data" if params.cipher.aead else "enveloped-data"
         entity = pkcs7_part(envelope, kind, "smime.p7m")
-    mic = _outbound_mic(payload, params, signed_over, mic_algorithm)
+    if mic is None:
+        mic = _outbound_mic(payload, params, mic_algorithm)
     message_id = make_message_id(now=now, domain=params.message_id_domain)
     headers = _http_headers(params, message_id, now, mic_algorithm)
     headers.update(entity.headers)
@@ -116,15 +116,36 @@ def _payload_headers(params: As2SendParams) -> list[tuple[str, str]]:
     return headers
 
 
-def _outbound_mic(
-    payload: Chunk,
+def _compressed(entity: Part, params: As2SendParams) -> Part:
+    compressed = compress(entity.chunks(), level=params.compression_level)
+    return pkcs7_part(compressed, "compressed-data", "smime.p7z")
+
+
+def _signed(
+    entity: Part,
+    identity: SigningIdentity,
     params: As2SendParams,
-    signed_over: list[Chunk] | None,
-    algorithm: DigestAlgorithm,
-) -> Mic:
-    """RFC 4130 §7.3.1 / RFC 5402: the same bytes the receiver will digest (see mic.py)."""
-    if signed_over is not None:
-        return compute_mic(signed_over, algorithm)
+    now: dt.datetime,
+    mic_algorithm: DigestAlgorithm,
+) -> tuple[Part, Mic]:
+    """multipart/signed over the entity, and the MIC: RFC 4130 §7.3.1, the signed entity's
+    exact bytes (hashed once when the MIC and the signature use the same digest)."""
+    signed_over = entity.chunks()
+    mic = compute_mic(signed_over, mic_algorithm)
+    signed = signed_part(
+        signed_over,
+        identity=identity,
+        digest=params.digest,
+        scheme=params.signature_scheme,
+        now=now,
+        use_ski=params.use_ski,
+        content_digest=mic.digest if mic_algorithm is params.digest else None,
+    )
+    return signed, mic
+
+
+def _outbound_mic(payload: Chunk, params: As2SendParams, algorithm: DigestAlgorithm) -> Mic:
+    """RFC 4130 §7.3.1 / RFC 5402 when unsigned: the bytes the receiver will digest."""
     if params.encryption_certificate is not None or params.compress:
         return compute_mic(Part(_payload_headers(params), [payload]).chunks(), algorithm)
     return compute_mic(payload, algorithm)
@@ -160,10 +181,18 @@ def parse_message(
     *,
     params: As2ReceiveParams,
     now: dt.datetime | None = None,
+    envelope: Envelope | None = None,
 ) -> ReceivedMessage:
-    """Unwrap, verify and check an inbound message; `now` enables signer validity checks."""
+    """Unwrap, verify and check an inbound message; `now` enables signer validity checks.
+
+    `envelope` is these very headers' envelope when the caller read it already (a listener
+    does, to pick the connection): its names are checked here all the same.
+    """
     fields = as_headers(headers)
-    envelope = read_envelope(fields, expected_from=params.as2_from, expected_to=params.as2_to)
+    if envelope is None:
+        envelope = read_envelope(fields, expected_from=params.as2_from, expected_to=params.as2_to)
+    else:
+        check_parties(envelope, expected_from=params.as2_from, expected_to=params.as2_to)
     if len(body) > params.max_body_size:
         raise As2LimitError(
             Modifier.UNEXPECTED_PROCESSING_ERROR, f"body over {params.max_body_size} bytes"
@@ -179,7 +208,7 @@ def parse_message(
     if len(payload) > params.max_payload_size:
         raise As2LimitError(Modifier.UNEXPECTED_PROCESSING_ERROR, "payload over the size cap")
     return ReceivedMessage(
-        payload=payload if isinstance(payload, bytes) else bytes(payload),
+        payload=memoryview(payload) if isinstance(payload, bytearray) else payload,
         file_name=_file_name(done.entity),
         content_type=done.entity.content_type.mime_type,
         message_id=envelope.message_id,
@@ -203,6 +232,8 @@ def _inbound_mic(done: Unwrapped, request: MdnRequest | None) -> Mic:
         else (signed_with or DigestAlgorithm.SHA256)
     )
     if done.signed_content is not None:
+        if done.signature is not None and done.signature.digest is algorithm:
+            return Mic(done.signature.content_digest, algorithm)  # same bytes, hashed once
         return compute_mic(done.signed_content, algorithm)
     if (done.encrypted or done.compressed) and done.entity.raw is not None:
         return compute_mic(done.entity.raw, algorithm)

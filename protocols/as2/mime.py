@@ -1,4 +1,4 @@
-"""Minimal byte-exact MIME: strict header parsing, multipart framing, and builders.
+"""Minimal byte-exact MIME: strict header parsing and builders (multipart framing: multipart.py).
 
 The `email` package is not used because it re-encodes line endings, and a signature covers
 the exact bytes of the signed entity. Here bodies are memoryview slices of what arrived: no
@@ -11,7 +11,6 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
-import secrets
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,37 +28,55 @@ __all__ = [
     "decode_body",
     "entity_parts",
     "format_params",
-    "multipart_body",
-    "new_boundary",
     "parse_content_type",
     "parse_disposition",
     "parse_entity",
     "parse_field_block",
-    "split_multipart",
     "split_unquoted",
 ]
 
 MAX_HEADER_BYTES = 64 * 1024
+_HEAD_PROBE = 4 * 1024
 MAX_HEADERS = 100
-MAX_PARTS = 16
 _NAME = re.compile(r"[!-9;-~]+")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_PADDING = b" \t"
+
+
+@dataclass(frozen=True, slots=True)
+class _Index:
+    names: tuple[str, ...]  # lowercased, in order
+    first: dict[str, str]  # lowercased name -> first value
 
 
 @dataclass(frozen=True, slots=True)
 class Headers:
-    """Ordered header fields; lookups ignore case."""
+    """Ordered header fields; lookups ignore case (names are lowercased once, at first use)."""
 
     fields: tuple[tuple[str, str], ...] = ()
+    _index: _Index | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, str]) -> Headers:
         return cls(tuple((str(k), str(v).strip()) for k, v in mapping.items()))
 
     def get(self, name: str) -> str | None:
-        wanted = name.lower()
-        return next((v for k, v in self.fields if k.lower() == wanted), None)
+        """The first field of that name."""
+        return self._indexed().first.get(name.lower())
+
+    def count(self, name: str) -> int:
+        """How many fields have that name."""
+        return self._indexed().names.count(name.lower())
+
+    def _indexed(self) -> _Index:
+        index = self._index
+        if index is None:
+            names = tuple(name.lower() for name, _ in self.fields)
+            first: dict[str, str] = {}
+            for name, (_, value) in zip(names, self.fields, strict=True):
+                first.setdefault(name, value)
+            index = _Index(names, first)
+            object.__setattr__(self, "_index", index)
+        return index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self.fields)
@@ -83,29 +100,45 @@ class Entity:
     headers: Headers
     body: memoryview
     raw: memoryview | None
+    _content_type: ContentType | None = field(default=None, init=False, repr=False,
+                                              compare=False)  # fmt: skip
 
     @property
     def content_type(self) -> ContentType:
-        value = self.headers.get("Content-Type")
-        return parse_content_type(value) if value else ContentType("text/plain")
+        """Parsed on first use, then kept (unwrapping asks several times)."""
+        if self._content_type is None:
+            value = self.headers.get("Content-Type")
+            parsed = parse_content_type(value) if value else ContentType("text/plain")
+            object.__setattr__(self, "_content_type", parsed)
+            return parsed
+        return self._content_type
 
 
 def parse_entity(data: Chunk) -> Entity:
     """Split headers from body without touching a byte of the body."""
     view = data if isinstance(data, memoryview) else memoryview(data)
-    head = bytes(view[: MAX_HEADER_BYTES + 2])
+    found = _header_lines(bytes(view[:_HEAD_PROBE]))  # headers are short: copy a little first
+    if found is None and len(view) > _HEAD_PROBE:
+        found = _header_lines(bytes(view[: MAX_HEADER_BYTES + 2]))
+    if found is None:
+        raise MimeError("header block not terminated (truncated or over 64 KiB)")
+    lines, pos = found
+    return Entity(_header_fields(lines), view[pos:], view)
+
+
+def _header_lines(head: bytes) -> tuple[list[bytes], int] | None:
+    """The header lines and where the body starts; None when no blank line ends them."""
     lines: list[bytes] = []
     pos = 0
     while True:
         newline = head.find(b"\n", pos)
         if newline < 0:
-            raise MimeError("header block not terminated (truncated or over 64 KiB)")
+            return None
         line = head[pos:newline].removesuffix(b"\r")
         pos = newline + 1
         if not line:
-            break
+            return lines, pos
         lines.append(line)
-    return Entity(_header_fields(lines), view[pos:], view)
 
 
 def parse_field_block(data: Chunk) -> Headers:
@@ -190,25 +223,27 @@ def parse_params(segments: Sequence[str]) -> dict[str, str]:
 
 def split_unquoted(text: str, separator: str) -> list[str]:
     """Split on `separator` outside double quotes (backslash escapes inside quotes)."""
+    if '"' not in text:  # nothing quoted: a plain split says the same, at C speed
+        return text.split(separator)
     parts: list[str] = []
     current: list[str] = []
-    quoted = escaped = False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif char == "\\" and quoted:
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif char == separator and not quoted:
+    for piece in _tokens(separator).findall(text):
+        if piece == separator:
             parts.append("".join(current))
             current = []
-            continue
-        current.append(char)
-    if quoted:
-        raise MimeError("unterminated quoted string")
+        elif piece == '"':  # a quote that never closes
+            raise MimeError("unterminated quoted string")
+        else:
+            current.append(piece)
     parts.append("".join(current))
     return parts
+
+
+def _tokens(separator: str) -> re.Pattern[str]:
+    """A whole quoted string (a backslash escapes the next character), a run of other
+    characters, the separator, or a lone quote; `re` caches the compiled pattern."""
+    other = re.escape(separator)
+    return re.compile(rf'"(?:[^"\\]|\\.)*"|[^"{other}]+|{other}|"', re.DOTALL)
 
 
 def _unquote(value: str) -> str:
@@ -227,68 +262,6 @@ def _rfc2231(value: str) -> str:
         return urllib.parse.unquote(encoded, encoding=codec, errors="strict")
     except (LookupError, UnicodeDecodeError) as exc:
         raise MimeError(f"undecodable RFC 2231 parameter: {exc}") from exc
-
-
-def split_multipart(body: memoryview, boundary: str) -> list[memoryview]:
-    """The body parts between delimiters; the line break before a delimiter is not content.
-
-    The first delimiter line's ending (CRLF, or LF as OpenSSL writes without -crlfeol) fixes
-    the line break every later delimiter must use, so a part ending in CR keeps its CR.
-    """
-    if not 0 < len(boundary) <= 70 or not boundary.isascii():
-        raise MimeError("multipart boundary missing or invalid")
-    marker = b"--" + boundary.encode("ascii")
-    first = _delimiter_line(body, _first_delimiter(body, marker) + len(marker))
-    if first is None or first[1]:
-        raise MimeError("multipart holds no part")
-    pos, _, eol = first
-    pattern = re.compile(re.escape(eol + marker))
-    parts: list[memoryview] = []
-    search = pos
-    while True:
-        found = pattern.search(body, search)
-        if found is None:
-            raise MimeError("multipart truncated: closing delimiter missing")
-        line = _delimiter_line(body, found.end())
-        if line is None:
-            search = found.start() + 1
-            continue
-        parts.append(body[pos : found.start()])
-        if len(parts) > MAX_PARTS:
-            raise MimeError("too many body parts")
-        pos, closing, _ = line
-        search = pos
-        if closing:
-            return parts
-
-
-def _first_delimiter(body: memoryview, marker: bytes) -> int:
-    if body[: len(marker)] == marker and _delimiter_line(body, len(marker)):
-        return 0
-    pattern = re.compile(re.escape(b"\n" + marker))
-    search = 0
-    while (found := pattern.search(body, search)) is not None:
-        if _delimiter_line(body, found.end()):
-            return found.start() + 1
-        search = found.start() + 1
-    raise MimeError("multipart delimiter not found")
-
-
-def _delimiter_line(body: memoryview, pos: int) -> tuple[int, bool, bytes] | None:
-    """(position after the line, closing?, line ending) or None if not a delimiter line."""
-    closing = bytes(body[pos : pos + 2]) == b"--"
-    pos += 2 if closing else 0
-    limit = min(len(body), pos + 256)
-    while pos < limit and body[pos] in _PADDING:
-        pos += 1
-    ending = bytes(body[pos : pos + 2])
-    if ending == b"\r\n":
-        return pos + 2, closing, b"\r\n"
-    if ending[:1] == b"\n":
-        return pos + 1, closing, b"\n"
-    if closing and pos == len(body):
-        return pos, True, b""
-    return None
 
 
 def decode_body(entity: Entity) -> Chunk:
@@ -345,23 +318,9 @@ def build_entity(headers: Sequence[tuple[str, str]], body: Chunk) -> bytes:
     return b"".join(entity_parts(headers, body))
 
 
-def new_boundary() -> str:
-    """128 random bits: no payload can contain it by chance."""
-    return f"----=_Raccord_{secrets.token_hex(16)}"
-
-
-def multipart_body(parts: Sequence[Sequence[Chunk]], boundary: str) -> list[Chunk]:
-    """Parts framed by CRLF delimiters, unjoined."""
-    out: list[Chunk] = []
-    for part in parts:
-        out.append(f"--{boundary}\r\n".encode("ascii"))
-        out.extend(part)
-        out.append(b"\r\n")
-    out.append(f"--{boundary}--\r\n".encode("ascii"))
-    return out
-
-
 def base64_lines(data: bytes) -> bytes:
-    """Base64 in 76-character CRLF lines (RFC 2045)."""
-    lines = [binascii.b2a_base64(data[i : i + 57], newline=False) for i in range(0, len(data), 57)]
+    """Base64 in 76-character CRLF lines (RFC 2045): encoded once, then cut (57 bytes, a
+    multiple of 3, encode to exactly one line)."""
+    encoded = binascii.b2a_base64(data, newline=False)
+    lines = [encoded[i : i + 76] for i in range(0, len(encoded), 76)]
     return b"\r\n".join(lines) + b"\r\n"

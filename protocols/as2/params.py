@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from cryptography import x509
 
 from protocols.as2.algorithms import ContentCipher, DigestAlgorithm, KeyTransport, SignatureScheme
-from protocols.as2.cms import DecryptionIdentity, SigningIdentity
+from protocols.as2.cms import CertRef, DecryptionIdentity, SigningIdentity
+from protocols.as2.cms_compress import DEFAULT_LEVEL
 from protocols.as2.errors import As2BuildError
 
 __all__ = ["As2ReceiveParams", "As2SendParams", "MdnMode", "MdnParams", "check_as2_name"]
@@ -49,6 +50,7 @@ class As2SendParams:
     key_transport: KeyTransport = KeyTransport.RSA_PKCS1V15
     compress: bool = True
     compress_before_sign: bool = False
+    compression_level: int = DEFAULT_LEVEL  # zlib 1 (fastest) .. 9 (smallest)
     mdn_mode: MdnMode = MdnMode.SYNC
     receipt_url: str | None = None
     signed_mdn: bool = True
@@ -58,12 +60,17 @@ class As2SendParams:
     subject: str | None = None
     message_id_domain: str = DEFAULT_DOMAIN
     use_ski: bool = False  # designate certificates by SKI instead of issuer+serial
+    encryption_ref: CertRef | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_as2_name(self.as2_from, "as2_from")
         check_as2_name(self.as2_to, "as2_to")
+        cert = self.encryption_certificate
+        object.__setattr__(self, "encryption_ref", CertRef.of(cert) if cert else None)
         if self.cipher is ContentCipher.DES3_CBC:
             raise As2BuildError("3DES is accepted inbound only, never sent")
+        if not 1 <= self.compression_level <= 9:
+            raise As2BuildError("compression_level must be 1 (fastest) to 9 (smallest)")
         if self.mdn_mode is MdnMode.ASYNC and not self.receipt_url:
             raise As2BuildError("an asynchronous MDN needs a receipt URL")
         for value, what in (
@@ -93,10 +100,13 @@ class As2ReceiveParams:
     max_body_size: int = 1536 * 1024 * 1024
     max_payload_size: int = 1024 * 1024 * 1024
     max_compression_ratio: int = 300
+    partner_refs: tuple[CertRef, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_as2_name(self.as2_from, "as2_from")
         check_as2_name(self.as2_to, "as2_to")
+        refs = tuple(CertRef.of(cert) for cert in self.partner_certificates)
+        object.__setattr__(self, "partner_refs", refs)  # what verification compares, once
         if self.max_body_size <= 0 or self.max_payload_size <= 0:
             raise As2BuildError("size caps must be positive")
         if self.max_compression_ratio < 1:

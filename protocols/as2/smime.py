@@ -14,13 +14,8 @@ from protocols.as2.algorithms import DigestAlgorithm, SignatureScheme
 from protocols.as2.cms import SigningIdentity
 from protocols.as2.cms_sign import sign_detached
 from protocols.as2.der import Chunk
-from protocols.as2.mime import (
-    base64_lines,
-    entity_parts,
-    format_params,
-    multipart_body,
-    new_boundary,
-)
+from protocols.as2.mime import base64_lines, entity_parts, format_params
+from protocols.as2.multipart import multipart_body, new_boundary
 
 __all__ = ["Part", "pkcs7_part", "signed_part"]
 
@@ -64,11 +59,13 @@ def signed_part(
     scheme: SignatureScheme,
     now: dt.datetime,
     use_ski: bool = False,
+    content_digest: bytes | None = None,
 ) -> Part:
     """multipart/signed over `content` (a whole entity, signed byte for byte)."""
     signature = sign_detached(
-        content, identity=identity, now=now, digest=digest, scheme=scheme, use_ski=use_ski
-    )
+        content, identity=identity, now=now, digest=digest, scheme=scheme, use_ski=use_ski,
+        content_digest=content_digest,
+    )  # fmt: skip
     boundary = new_boundary()
     signature_part = entity_parts(_SIGNATURE_HEADERS, base64_lines(signature))
     body = multipart_body([content, signature_part], boundary)

@@ -17,7 +17,8 @@ from protocols.as2.cms_decrypt import decrypt
 from protocols.as2.cms_verify import VerifiedSignature, verify_detached, verify_encapsulated
 from protocols.as2.der import Chunk
 from protocols.as2.errors import As2Error, MimeError, Modifier
-from protocols.as2.mime import Entity, decode_body, parse_entity, split_multipart
+from protocols.as2.mime import Entity, decode_body, parse_entity
+from protocols.as2.multipart import split_multipart
 from protocols.as2.params import As2ReceiveParams
 
 __all__ = ["Unwrapped", "unwrap"]
@@ -101,7 +102,7 @@ def _verify_multipart(
     verified = verify_detached(
         decode_body(signature_part),
         parts[0],
-        trusted=params.partner_certificates,
+        trusted=params.partner_refs,
         now=now,
         accepted_digests=params.accepted_digests,
     )
@@ -136,7 +137,7 @@ def _cms_layer(
             raise As2Error(Modifier.UNEXPECTED_PROCESSING_ERROR, "message signed twice")
         verified, content = verify_encapsulated(
             data,
-            trusted=params.partner_certificates,
+            trusted=params.partner_refs,
             now=now,
             accepted_digests=params.accepted_digests,
         )

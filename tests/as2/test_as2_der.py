@@ -150,3 +150,13 @@ def test_high_tag_numbers() -> None:
 @pytest.mark.parametrize("value", [-129, -128, -1, 0, 127, 128, 255, 256])
 def test_integer_encoding_edges(value: int) -> None:
     assert der.encode_integer(value) == core.Integer(value).dump()
+
+
+@pytest.mark.parametrize("oid", der.COMMON_OIDS)
+def test_common_oids_read_as_asn1crypto_reads_them(oid: str) -> None:
+    """The lookup table of frequent OIDs says what decoding says."""
+    encoded = core.ObjectIdentifier(oid).dump()
+    assert der.encode_oid(oid) == encoded
+    assert der.read_single(encoded, "oid").as_oid() == oid
+    longer = core.ObjectIdentifier(oid + ".1").dump()  # not in the table: decoded
+    assert der.read_single(longer, "oid").as_oid() == oid + ".1"

@@ -23,7 +23,8 @@ from protocols.as2.cms_envelope import encrypt
 from protocols.as2.errors import As2Error
 from protocols.as2.mdn import Disposition, build_mdn, parse_mdn
 from protocols.as2.message import build_message, parse_message
-from protocols.as2.mime import parse_entity, split_multipart
+from protocols.as2.mime import parse_entity
+from protocols.as2.multipart import split_multipart
 from protocols.as2.params import As2ReceiveParams, MdnParams
 from tests.as2.as2_helpers import (
     AIFE,

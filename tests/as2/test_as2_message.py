@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from protocols.as2.algorithms import ContentCipher, DigestAlgorithm, KeyTransport, SignatureScheme
 from protocols.as2.cms_compress import compress
 from protocols.as2.cms_envelope import encrypt
+from protocols.as2.envelope import read_envelope
 from protocols.as2.errors import As2BuildError, As2Error, As2LimitError, MimeError, Modifier
 from protocols.as2.message import BuiltMessage, build_message, parse_message
 from protocols.as2.mime import Headers
@@ -259,6 +260,8 @@ def test_missing_content_type_is_refused(pki: Pki, now: dt.datetime) -> None:
         {"mdn_mode": MdnMode.ASYNC},
         {"cipher": ContentCipher.DES3_CBC},
         {"message_id_domain": "a@b"},
+        {"compression_level": 0},
+        {"compression_level": 10},
     ],
 )
 def test_build_refuses_injection_and_bad_options(pki: Pki, overrides: dict[str, Any]) -> None:
@@ -431,3 +434,20 @@ def test_parse_holds_at_most_about_three_payloads(
     assert received.payload == payload
     held = peak + len(built.body)  # the body the caller holds counts too
     assert held < 3.2 * len(payload), held / len(payload)
+
+
+def test_an_envelope_read_before_is_checked_all_the_same(pki: Pki, now: dt.datetime) -> None:
+    """A listener reads the envelope once to pick the connection and hands it over."""
+    built = build_message(XML_LF, params=send(pki), now=now)
+    envelope = read_envelope(Headers.from_mapping(built.headers))
+    received = parse_message(built.headers, built.body, params=aife_receives(pki),
+                             envelope=envelope)  # fmt: skip
+    assert received.payload == XML_LF
+    assert received.mic == built.mic
+    for wrong in (
+        dataclasses.replace(envelope, as2_from="SOMEONE-ELSE"),
+        dataclasses.replace(envelope, as2_to="SOMEONE-ELSE"),
+    ):
+        with pytest.raises(As2Error, match="is not this connection's") as caught:
+            parse_message(built.headers, built.body, params=aife_receives(pki), envelope=wrong)
+        assert caught.value.modifier is Modifier.UNKNOWN_TRADING_PARTNER

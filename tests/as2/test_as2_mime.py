@@ -17,13 +17,13 @@ from protocols.as2.mime import (
     decode_body,
     entity_parts,
     format_params,
-    multipart_body,
     parse_content_type,
     parse_disposition,
     parse_entity,
     parse_field_block,
-    split_multipart,
+    split_unquoted,
 )
+from protocols.as2.multipart import _Finder, multipart_body, split_multipart
 
 B = "b0undary"
 
@@ -263,3 +263,97 @@ def test_empty_parameter_segments_are_ignored() -> None:
 def test_preamble_line_resembling_a_delimiter_is_skipped() -> None:
     body = f"preamble\n--{B}-ish line\r\n--{B}\r\npart\r\n--{B}--\r\n".encode()
     assert [bytes(p) for p in split_multipart(memoryview(body), B)] == [b"part"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.binary(max_size=300),
+    needle=st.binary(min_size=1, max_size=6),
+    window=st.integers(min_value=6, max_value=40),
+    starts=st.lists(st.integers(min_value=0, max_value=320), max_size=6),
+)
+def test_windowed_search_finds_what_bytes_find_finds(
+    data: bytes, needle: bytes, window: int, starts: list[int]
+) -> None:
+    """The delimiter search copies small windows (1 MiB; a few bytes here) and must agree
+    with `bytes.find` wherever a search starts, including across window edges."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_Finder, "WINDOW", window)
+        finder = _Finder(memoryview(data), needle)
+        for start in [0, *starts, *sorted(starts)]:
+            assert finder.find(start) == data.find(needle, start)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=200), min_size=1, max_size=4))
+def test_multipart_framing_across_search_windows(parts: list[bytes]) -> None:
+    built = b"".join(multipart_body([[p] for p in parts], B))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_Finder, "WINDOW", 40)
+        assert [bytes(p) for p in split_multipart(memoryview(built), B)] == parts
+
+
+def test_quoted_and_plain_parameters_split_alike() -> None:
+    plain = parse_content_type("multipart/signed; protocol=a; micalg=sha-256; boundary=b")
+    quoted = parse_content_type('multipart/signed; protocol="a"; micalg=sha-256; boundary="b"')
+    assert plain == quoted
+    assert parse_content_type('a/b; x="1;2"; y=3').params == {"x": "1;2", "y": "3"}
+
+
+def test_headers_lookups_ignore_case_and_count_repeats() -> None:
+    headers = Headers((("Message-ID", "<a@b>"), ("message-id", "<c@d>"), ("X", "1")))
+    assert headers.get("MESSAGE-ID") == "<a@b>"
+    assert headers.count("Message-Id") == 2
+    assert headers.count("absent") == 0
+    assert headers.get("absent") is None
+
+
+def _split_reference(text: str, separator: str) -> list[str]:
+    """The character loop split_unquoted replaced: the specification it must keep."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    if quoted:
+        raise MimeError("unterminated quoted string")
+    parts.append("".join(current))
+    return parts
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(alphabet='ab;,"\\ =\n', max_size=40), separator=st.sampled_from(";,"))
+def test_split_unquoted_agrees_with_the_character_loop(text: str, separator: str) -> None:
+    try:
+        expected = _split_reference(text, separator)
+    except MimeError:
+        with pytest.raises(MimeError, match="unterminated"):
+            split_unquoted(text, separator)
+    else:
+        assert split_unquoted(text, separator) == expected
+
+
+@pytest.mark.parametrize("size", [10, 4090, 4096, 5000, 60000])
+def test_header_blocks_past_the_first_probe_are_read_whole(size: int) -> None:
+    """Headers are looked for in the first 4 KiB, then in the first 64 KiB."""
+    entity = parse_entity(b"X-Long: " + b"v" * size + b"\r\nA: b\r\n\r\nbody")
+    assert entity.headers.get("x-long") == "v" * size
+    assert entity.headers.get("a") == "b"
+    assert bytes(entity.body) == b"body"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=600))
+def test_base64_lines_are_57_byte_chunks_encoded(data: bytes) -> None:
+    chunks = [binascii.b2a_base64(data[i : i + 57], newline=False) for i in range(0, len(data), 57)]
+    assert base64_lines(data) == b"\r\n".join(chunks) + b"\r\n"

@@ -8,15 +8,18 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.config import ConnectionConfig
+from gateway.credentials import ConnectionCredentials
 from gateway.settings.as2 import (
     As2Settings,
     aife_as2_id,
     aife_url,
     listen_address,
     our_as2_id,
+    plan_for,
     receipt_hosts,
     receipt_url,
 )
+from protocols.as2.cms_compress import DEFAULT_LEVEL
 
 
 def _sheet(**settings: Any) -> ConnectionConfig:
@@ -60,8 +63,17 @@ def test_explicit_settings_win() -> None:
     [{"cipher": "des-ede3-cbc"}, {"async_mdn_wait": 10, "mdn_timeout": 5},
      {"path": "/same", "mdn_path": "/same"}, {"as2_id": "bad\nname"}, {"as2_id": ""},
      {"path": "no-slash"}, {"mdn_url": "ftp://x"}, {"mdn_retries": -1}, {"unknown": 1},
-     {"message_id_domain": "a b"}, {"tls_client_auth": "maybe"}],
+     {"message_id_domain": "a b"}, {"tls_client_auth": "maybe"}, {"compression_level": 0},
+     {"compression_level": 10}],
 )  # fmt: skip
 def test_refused_settings(settings: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         As2Settings.model_validate(settings)
+
+
+def test_compression_level_is_a_setting_passed_to_the_sender() -> None:
+    assert As2Settings.model_validate({}).compression_level == DEFAULT_LEVEL == 1  # fastest
+    conn = _sheet(sign=False, compression_level=9)
+    plan = plan_for(conn, ConnectionCredentials(conn.name))
+    assert plan.send is not None
+    assert plan.send.compression_level == 9
