@@ -15,6 +15,7 @@ from gateway.certload import (
     write_private_key,
 )
 from gateway.certpolicy import inspect_file
+from gateway.config import ConnectionConfig
 from gateway.config_load import ConfigErrors, load
 from gateway.errors import CertificateError
 from gateway.tables import render
@@ -23,6 +24,18 @@ from gateway.tables import render
 def _fail(message: str) -> int:
     print(f"raccord: {message}", file=sys.stderr)
     return 1
+
+
+def _connection(args: argparse.Namespace) -> ConnectionConfig | int:
+    """The sheet named on the command line, or the exit code of the failure (printed)."""
+    try:
+        config = load(args.config, check_files=False)
+    except ConfigErrors as exc:
+        return _fail(str(exc))
+    conn = config.connection(args.connection)
+    if conn is None:
+        return _fail(f"no connection named {args.connection!r}")
+    return conn
 
 
 def certs_inspect(args: argparse.Namespace) -> int:
@@ -53,13 +66,9 @@ def certs_inspect(args: argparse.Namespace) -> int:
 
 def certs_export_p7b(args: argparse.Namespace) -> int:
     """The connection's public chain (never a key) as PKCS#7, PEM by default."""
-    try:
-        config = load(args.config, check_files=False)
-    except ConfigErrors as exc:
-        return _fail(str(exc))
-    conn = config.connection(args.connection)
-    if conn is None:
-        return _fail(f"no connection named {args.connection!r}")
+    conn = _connection(args)
+    if isinstance(conn, int):
+        return conn
     pair = conn.certificates.client if args.role == "client" else conn.certificates.server
     if pair is None:
         return _fail(f"{conn.name}: no {args.role} certificate configured")
@@ -77,13 +86,9 @@ def certs_export_p7b(args: argparse.Namespace) -> int:
 
 def certs_new(args: argparse.Namespace) -> int:
     """A new key (0600) and CSR asking for the usages the connection's protocol needs."""
-    try:
-        config = load(args.config, check_files=False)
-    except ConfigErrors as exc:
-        return _fail(str(exc))
-    conn = config.connection(args.connection)
-    if conn is None:
-        return _fail(f"no connection named {args.connection!r}")
+    conn = _connection(args)
+    if isinstance(conn, int):
+        return conn
     role = CertRole.TLS_CLIENT if args.role == "client" else CertRole.TLS_SERVER
     key_pem, csr_pem = new_key_and_csr(
         common_name=conn.network.partner.part_id,
