@@ -224,7 +224,8 @@ def test_the_client_logs_in_with_the_connection_certificate_key(sandbox: Path) -
     assert plan.client.username == "PA-G2B-QUAL"  # the sheet's Part ID
     assert (plan.client.host, plan.client.port) == ("127.0.0.1", 18522)
     assert plan.client.ciphers[0] == "aes128-gcm@openssh.com"
-    assert plan.client.pins == ()
+    aife = wire(key_of_certificate(creds["g2b-qual-sftp"].partner[0]))
+    assert [wire(key) for key in plan.client.pins] == [aife]  # the sandbox pins AIFE's host key
     assert plan.poll is None
 
 
