@@ -3,10 +3,13 @@
     python bench/store.py [--count 2000] [--size 10240] [--rounds 5] [--dir /target/disk]
 
 The floor places the very same files at the very same content-addressed paths with nothing
-but the filesystem: write a temp file, fsync, rename, fsync the directory (directories created
-on the way are made durable the same way the store does), from 1 or 8 threads. The store does
-that plus hashing, the duplicate check, the SQLite record and its 'accepted' event, group
-committed with synchronous=FULL, from 1 or 8 concurrent asyncio producers. Goal: >= 0.5x.
+but the filesystem, in the store's own order: write a temp file, create the directories, rename
+it into place, fsync it, fsync its directory (and the parent of a directory just created), from
+1 or 8 threads. The store does that plus hashing, the duplicate check, the SQLite record and its
+events, group committed with synchronous=FULL, from 1 or 8 concurrent asyncio producers, three
+ways: `accept` alone (the message stays accepted); accept then route, two commits (how an
+emission was recorded before); routed in the accept commit (`Submission.decide`, how it is
+now). Every column is the median of alternating rounds. Goal: store/floor >= 0.5x.
 """
 
 from __future__ import annotations
@@ -26,46 +29,49 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.logging import configure
-from gateway.model import Direction
-from gateway.store import Submission, open_store
+from gateway.model import Direction, Environment
+from gateway.store import RouteTo, Submission, open_store
 from gateway.store.payloads import fsync_dir
 from gateway.store.sqlite import SQLiteStore
+
+WAYS = ("accept", "two", "one")  # accept alone; accept then route; routed in the accept commit
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One line of the table."""
+    """One line of the table: accepts per second, medians."""
 
     producers: int
     floor: float
-    store: float
+    store: float  # accept alone
+    two_commits: float  # accept, then route in a second commit
+    one_commit: float  # routed in the accept commit
 
     @property
     def ratio(self) -> float:
         return self.store / self.floor if self.floor else 0.0
 
 
-def _mkdir_durable(path: Path) -> None:
-    try:
-        path.mkdir()
-    except FileExistsError:
-        return
-    fsync_dir(path.parent)
-
-
 def _place(base: Path, data: bytes, sha256: str) -> None:
     final = base / sha256[:2] / sha256[2:4] / sha256
-    _mkdir_durable(final.parent.parent)
-    _mkdir_durable(final.parent)
     temp = base / "tmp" / secrets.token_hex(16)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, data)
+        created = []
+        for directory in (final.parent.parent, final.parent):
+            try:
+                directory.mkdir()
+            except FileExistsError:
+                continue
+            created.append(directory)
+        os.replace(temp, final)
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(temp, final)
     fsync_dir(final.parent)
+    for directory in reversed(created):
+        fsync_dir(directory.parent)
 
 
 def floor_rate(base: Path, payloads: Sequence[bytes], *, threads: int) -> float:
@@ -79,15 +85,30 @@ def floor_rate(base: Path, payloads: Sequence[bytes], *, threads: int) -> float:
     return len(payloads) / elapsed
 
 
-async def store_rate(store: SQLiteStore, payloads: Sequence[bytes], *, producers: int) -> float:
-    """Durable accepts per second through `Store.accept`."""
+def _named(message_id: str) -> str:
+    return f"FSO1100A_{message_id}.xml"
+
+
+async def store_rate(
+    store: SQLiteStore, payloads: Sequence[bytes], *, producers: int, way: str = "accept"
+) -> float:
+    """Durable accepts per second through `Store.accept`, routed or not (see `WAYS`)."""
+    route = RouteTo("bench", Environment.QUAL, _named)
     submission = Submission(
-        source="bench", direction=Direction.EMISSION, interface_code="FSO1100A", protocol="api"
+        source="bench",
+        direction=Direction.EMISSION,
+        interface_code="FSO1100A",
+        protocol="api",
+        environment=Environment.QUAL,
+        decide=(lambda _: route) if way == "one" else None,
     )
 
     async def produce(share: Sequence[bytes]) -> None:
         for data in share:
-            await store.accept(data, submission)
+            receipt = await store.accept(data, submission)
+            if way == "two":
+                name = _named(receipt.message_id)
+                await store.route(receipt.message_id, connection="bench", file_name=name)
 
     started = time.perf_counter()
     await asyncio.gather(*(produce(payloads[i::producers]) for i in range(producers)))
@@ -95,22 +116,24 @@ async def store_rate(store: SQLiteStore, payloads: Sequence[bytes], *, producers
 
 
 async def _measure(root: Path, *, count: int, size: int, producers: int, rounds: int) -> Row:
-    """Alternate floor and store in short rounds, so a noisy neighbour hits both alike."""
-    floors: list[float] = []
-    stores: list[float] = []
+    """Alternate floor and the store's ways in short rounds, so noise hits all alike."""
+    rates: dict[str, list[float]] = {name: [] for name in ("floor", *WAYS)}
     store = await open_store(root / "store")
     try:
         for i in range(rounds):
-            payloads = [os.urandom(size) for _ in range(max(count // rounds, 1))]
-            if i % 2:
-                stores.append(await store_rate(store, payloads, producers=producers))
-                floors.append(floor_rate(root / "floor", payloads, threads=producers))
-            else:
-                floors.append(floor_rate(root / "floor", payloads, threads=producers))
-                stores.append(await store_rate(store, payloads, producers=producers))
+            order = ["floor", *WAYS]
+            order = order[i % len(order) :] + order[: i % len(order)]
+            for name in order:
+                payloads = [os.urandom(size) for _ in range(max(count // rounds, 1))]
+                if name == "floor":
+                    rate = floor_rate(root / "floor", payloads, threads=producers)
+                else:
+                    rate = await store_rate(store, payloads, producers=producers, way=name)
+                rates[name].append(rate)
     finally:
         await store.close()
-    return Row(producers, statistics.median(floors), statistics.median(stores))
+    medians = [statistics.median(rates[name]) for name in ("floor", *WAYS)]
+    return Row(producers, *medians)
 
 
 def run(
@@ -133,13 +156,16 @@ def run(
 def render(rows: Sequence[Row], *, count: int, size: int) -> str:
     """The table printed by `main`."""
     lines = [
-        f"durable accepts per second, {size}-byte payloads, {count} per line"
+        f"durable accepts per second, {size}-byte payloads, {count} per column and line"
         " (median of alternating rounds)",
-        f"{'producers':>9} | {'floor (fs only)':>15} | {'store':>9} | {'store/floor':>11}",
-        f"{'-' * 9}-+-{'-' * 15}-+-{'-' * 9}-+-{'-' * 11}",
+        f"{'producers':>9} | {'floor (fs only)':>15} | {'store':>9} | {'store/floor':>11}"
+        f" | {'+route, 2 commits':>17} | {'routed in 1 commit':>18}",
+        f"{'-' * 9}-+-{'-' * 15}-+-{'-' * 9}-+-{'-' * 11}-+-{'-' * 17}-+-{'-' * 18}",
     ]
     lines += [
-        f"{r.producers:>9} | {r.floor:>15.0f} | {r.store:>9.0f} | {r.ratio:>10.2f}x" for r in rows
+        f"{r.producers:>9} | {r.floor:>15.0f} | {r.store:>9.0f} | {r.ratio:>10.2f}x"
+        f" | {r.two_commits:>17.0f} | {r.one_commit:>18.0f}"
+        for r in rows
     ]
     return "\n".join(lines)
 
@@ -152,8 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="where to write (target disk)")
     args = parser.parse_args(argv)
     configure(level="warning", stream=sys.stderr)
+    before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     rows = run(count=args.count, size=args.size, rounds=args.rounds, directory=args.dir)
     print(render(rows, count=args.count, size=args.size))
+    after = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average before: {before}, after: {after} ({os.cpu_count()} CPUs)")
     return 0
 
 

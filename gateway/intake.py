@@ -4,7 +4,8 @@ Reception (a flow from Chorus Pro on a connection): the connection must carry tr
 subscribed to the code; the file is made durable and later delivered to the back office.
 Emission (a partner or the back office deposits a flow for Chorus Pro): the code must route
 to an open connection before a byte is stored; the payload is sniffed while it streams to disk,
-then routed — or recorded as rejected with the reason, which the endpoint returns.
+then routed — or recorded as rejected with the reason, which the endpoint returns — in the
+same commit that accepts it, so the acknowledgement waits for one commit, not two.
 """
 
 from __future__ import annotations
@@ -142,6 +143,10 @@ class GatewayInbox:
         except RoutingError as exc:
             raise _routing_refusal(exc) from exc
         limit = min(spec.max_size or view.config.max_size, view.config.max_size)
+        sniffer = Sniffer()
+        plan = self._router.plan(
+            code=code, environment=environment, sniffed=sniffer.result, original=incoming.file_name
+        )
         submission = Submission(
             source=incoming.source,
             direction=Direction.EMISSION,
@@ -152,25 +157,27 @@ class GatewayInbox:
             file_name=incoming.file_name,
             max_size=limit,
             expected_size=incoming.expected_size,
+            decide=plan.decide,  # routed or rejected in the commit that accepts it
         )
-        sniffer = Sniffer()
         receipt = await self._durable(data, submission, sniffer)
-        await self._route(receipt, environment, None if receipt.duplicate else sniffer)
+        if not receipt.duplicate:
+            try:
+                plan.announce(receipt)
+            except RoutingError as exc:
+                raise _routing_refusal(exc, message_id=receipt.message_id) from exc
+        elif receipt.state is MessageState.ACCEPTED:
+            await self._route_repeat(receipt, environment)
         self._count(incoming, view.config.name, receipt)
         return receipt
 
-    async def _route(
-        self, receipt: Receipt, environment: Environment, sniffer: Sniffer | None
-    ) -> None:
-        """Route a new message; a repeat of one still unrouted (crash, store hiccup) too."""
+    async def _route_repeat(self, receipt: Receipt, environment: Environment) -> None:
+        """A repeat of a message left unrouted (accepted without a plan, a crash): route it."""
         try:
             message = await self._store.get(receipt.message_id)
             if message.state is not MessageState.ACCEPTED:
                 return
             await self._router.route_message(
-                message,
-                environment=message.environment or environment,
-                sniffed=None if sniffer is None else sniffer.result(),
+                message, environment=message.environment or environment, sniffed=None
             )
         except RoutingError as exc:
             raise _routing_refusal(exc, message_id=receipt.message_id) from exc

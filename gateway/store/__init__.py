@@ -23,13 +23,17 @@ __all__ = [
     "ChunkHook",
     "Clock",
     "ConnectionChange",
+    "Decide",
+    "Disposition",
     "Event",
     "IllegalTransition",
     "InvalidSubmission",
     "Message",
     "PayloadTooLarge",
     "Receipt",
+    "RejectWith",
     "RetryPolicy",
+    "RouteTo",
     "Store",
     "StoreError",
     "Submission",
@@ -54,6 +58,26 @@ def utc_now() -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteTo:
+    """Queue the new message on `connection`, due now, in the transaction that records it."""
+
+    connection: str
+    environment: Environment | None = None
+    file_name: Callable[[str], str] | None = None  # message id -> the name it travels under
+
+
+@dataclass(frozen=True, slots=True)
+class RejectWith:
+    """Record the new message as rejected for `reason`, in the transaction that records it."""
+
+    reason: str
+
+
+Disposition = RouteTo | RejectWith
+Decide = Callable[[int], Disposition | None]  # payload size -> what else the commit records
+
+
+@dataclass(frozen=True, slots=True)
 class Submission:
     """What an endpoint knows when it hands a file to the inbox."""
 
@@ -67,6 +91,9 @@ class Submission:
     file_name: str | None = None
     max_size: int | None = None  # over it -> PayloadTooLarge, nothing stored
     expected_size: int | None = None  # announced size; shorter/longer stream -> TruncatedPayload
+    # Called on the event loop once the last byte is in (sniffers have seen it all), before
+    # anything is committed: a new message is then routed or rejected in its own accept commit.
+    decide: Decide | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +105,7 @@ class Receipt:
     size: int
     duplicate: bool
     accepted_at: datetime
+    state: MessageState = MessageState.ACCEPTED  # after the commit; a duplicate's: the original's
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ is a bare name (no directory part), so a later sender can never be walked out of
 
 from __future__ import annotations
 
-import unicodedata
+import re
 
 from gateway.model import Direction, Environment
 from gateway.store import InvalidSubmission, Submission
@@ -16,6 +16,7 @@ MAX_NAME = 256
 MAX_PEER_ID = 1024
 MAX_FILE_NAME = 255
 MAX_REASON = 4000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc, exactly
 
 
 def check_text(field: str, value: object, *, limit: int = MAX_NAME) -> str:
@@ -30,7 +31,7 @@ def check_text(field: str, value: object, *, limit: int = MAX_NAME) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidSubmission(field, "not valid Unicode text") from exc
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
+    if _CONTROL.search(value):
         raise InvalidSubmission(field, "contains control characters")
     return value
 
@@ -72,6 +73,8 @@ def check_submission(sub: Submission) -> None:
         check_file_name("file_name", sub.file_name)
     check_size("max_size", sub.max_size)
     check_size("expected_size", sub.expected_size)
+    if sub.decide is not None and not callable(sub.decide):
+        raise InvalidSubmission("decide", "must be callable")
 
 
 def clip_reason(reason: object) -> str:

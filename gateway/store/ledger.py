@@ -20,14 +20,12 @@ from gateway.store import (
     IllegalTransition,
     InvalidSubmission,
     Message,
-    Receipt,
     RetryPolicy,
-    StoreError,
-    Submission,
     backoff_delay,
 )
 from gateway.store.checks import check_file_name, check_text, clip_reason
-from gateway.store.queries import find_duplicate, get_message
+from gateway.store.ledger_accept import AcceptLedger, Step
+from gateway.store.queries import get_message
 from gateway.store.returns import insert_references
 from gateway.store.rows import MessageIds, dump_detail, fmt_time, load_detail, message_from_row
 from gateway.store.sheets import SheetLedger
@@ -49,10 +47,6 @@ ALLOWED_FROM: Mapping[str, frozenset[MessageState]] = MappingProxyType(
 MAX_CLAIM = 1000
 Linked = tuple[str, str, Mapping[str, object]]  # (message id, event kind, event detail)
 
-_INSERT = """INSERT INTO messages (id, direction, source, connection, interface_code, environment,
-    protocol, peer_message_id, file_name, sha256, size, state, attempts, next_attempt_at,
-    last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL,
-    NULL, ?, ?)"""
 _UPDATE = """UPDATE messages SET state = ?, connection = ?, environment = ?, file_name = ?,
     attempts = ?, next_attempt_at = ?, last_error = ?, sent_message_id = ?, updated_at = ?
     WHERE id = ?"""
@@ -62,7 +56,13 @@ def _opt(moment: datetime | None) -> str | None:
     return None if moment is None else fmt_time(moment)
 
 
-class Ledger(SheetLedger):
+def _check_route(connection: str, file_name: str | None) -> None:
+    check_text("connection", connection)
+    if file_name is not None:
+        check_file_name("file_name", file_name)
+
+
+class Ledger(AcceptLedger, SheetLedger):
     """Writes made by the writer thread; owns the id generator and the clock reading."""
 
     def __init__(self, *, clock: Clock, rand: Callable[[], float]) -> None:
@@ -76,35 +76,6 @@ class Ledger(SheetLedger):
         fmt_time(moment)
         return moment.astimezone(UTC)
 
-    # --- accept ----------------------------------------------------------------------------
-
-    def accept(
-        self, conn: sqlite3.Connection, sub: Submission, *, sha256: str, size: int, placed: bool
-    ) -> Receipt:
-        """Record a new message, or a 'duplicate' event on the one it repeats."""
-        now = self.now()
-        found = find_duplicate(conn, sub, sha256)
-        if found is not None:
-            original, matched = found
-            detail = {"matched": matched, "sha256": sha256, "size": size}
-            detail |= {"peer_message_id": sub.peer_message_id, "file_name": sub.file_name}
-            self._event(conn, original.id, at=now, kind="duplicate", state=None, detail=detail)
-            return Receipt(original.id, original.sha256, original.size, True, original.created_at)
-        if not placed:
-            raise StoreError("the message this submission repeated is gone; submit it again")
-        message_id = self._ids.next(now)
-        env = None if sub.environment is None else sub.environment.value
-        stamp = fmt_time(now)
-        conn.execute(
-            _INSERT,
-            (message_id, sub.direction.value, sub.source, sub.connection, sub.interface_code,
-             env, sub.protocol, sub.peer_message_id, sub.file_name, sha256, size,
-             S.ACCEPTED.value, stamp, stamp),
-        )  # fmt: skip
-        detail = {"protocol": sub.protocol, "size": size, "sha256": sha256}
-        self._event(conn, message_id, at=now, kind="accepted", state=S.ACCEPTED, detail=detail)
-        return Receipt(message_id, sha256, size, False, now)
-
     # --- transitions -----------------------------------------------------------------------
 
     def route(
@@ -117,10 +88,22 @@ class Ledger(SheetLedger):
         file_name: str | None,
     ) -> Message:
         """ACCEPTED -> QUEUED on `connection`, due now."""
-        check_text("connection", connection)
-        if file_name is not None:
-            check_file_name("file_name", file_name)
+        _check_route(connection, file_name)
         old = self._load(conn, message_id, "route", S.QUEUED)
+        new, kind, detail = self._routed(
+            old, connection=connection, environment=environment, file_name=file_name
+        )
+        return self._save(conn, new, kind=kind, detail=detail)
+
+    def _routed(
+        self,
+        old: Message,
+        *,
+        connection: str,
+        environment: Environment | None,
+        file_name: str | None,
+    ) -> Step:
+        _check_route(connection, file_name)
         now = self.now()
         new = replace(
             old,
@@ -132,16 +115,20 @@ class Ledger(SheetLedger):
             next_attempt_at=now,
             updated_at=now,
         )
-        detail = {"connection": connection, "environment": new.environment}
+        detail: dict[str, object] = {"connection": connection, "environment": new.environment}
         detail |= {"file_name": new.file_name, "submitted_as": old.file_name}  # name given to us
-        return self._save(conn, new, kind="routed", detail=detail)
+        return new, "routed", detail
 
     def reject(self, conn: sqlite3.Connection, message_id: str, *, reason: str) -> Message:
         """Any live state -> REJECTED, for good (an operator may still `retry`)."""
         old = self._load(conn, message_id, "reject", S.REJECTED)
+        new, kind, detail = self._rejected(old, reason=reason)
+        return self._save(conn, new, kind=kind, detail=detail)
+
+    def _rejected(self, old: Message, *, reason: str) -> Step:
         now, why = self.now(), clip_reason(reason)
         new = replace(old, state=S.REJECTED, next_attempt_at=None, last_error=why, updated_at=now)
-        return self._save(conn, new, kind="rejected", detail={"reason": why})
+        return new, "rejected", {"reason": why}
 
     def claim_due(self, conn: sqlite3.Connection, *, connection: str, limit: int) -> list[Message]:
         """QUEUED and due -> SENDING, attempts + 1; the writer serialises claimers."""
@@ -345,8 +332,25 @@ class Ledger(SheetLedger):
              _opt(new.next_attempt_at), new.last_error, new.sent_message_id,
              fmt_time(new.updated_at), new.id),
         )  # fmt: skip
-        self._event(conn, new.id, at=new.updated_at, kind=kind, state=new.state, detail=detail)
+        stamp = fmt_time(new.updated_at)
+        self._append(conn, new.id, at=stamp, kind=kind, state=new.state, detail=detail)
         return new
+
+    def _append(
+        self,
+        conn: sqlite3.Connection,
+        message_id: str,
+        *,
+        at: str,
+        kind: str,
+        state: MessageState | None,
+        detail: Mapping[str, object],
+    ) -> None:
+        """One event row, when nobody needs it back as an `Event`."""
+        conn.execute(
+            "INSERT INTO events (message_id, at, kind, state, detail) VALUES (?, ?, ?, ?, ?)",
+            (message_id, at, kind, None if state is None else state.value, dump_detail(detail)),
+        )
 
     def _event(
         self,

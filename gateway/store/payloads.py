@@ -1,8 +1,11 @@
 """The content-addressed payload directory `<root>/payloads/ab/cd/<sha256>` (blocking code).
 
-A payload is streamed to `payloads/tmp/`, fsynced, renamed into place and its directory
-fsynced *before* the row that names it is committed, so a row never points at nothing.
-Everything here blocks: callers run it in the offload pool or the writer thread.
+A payload is streamed to `payloads/tmp/`, renamed into place, then the file and its
+directories are fsynced *before* the row that names it is committed, so a row never points at
+nothing. Renaming first lets one journal commit carry the data, the new name and any new
+directory (the later directory fsyncs then find nothing left to write); a name placed but not
+yet fsynced is referenced by no row, and the sweep after a crash removes it. Everything here
+blocks: callers run it in the offload pool or the writer thread.
 
 Pins close the one race content addressing has: a payload placed for a submission that turned
 out to be a duplicate may be removed only if no row references it and no other in-flight
@@ -12,12 +15,13 @@ submission placed the same bytes.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import secrets
 import threading
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,14 @@ from gateway.store import StoreError
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _TEMP_SUFFIX = ".part"
+_IOV_MAX = 1024  # buffers per writev (the Linux limit)
+
+
+def _size_of(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
 
 
 def fsync_dir(path: Path) -> None:
@@ -45,9 +57,18 @@ def _mkdir_durable(path: Path) -> None:
     fsync_dir(path.parent)
 
 
+def fsync_path(path: Path) -> None:
+    """Make a file someone else wrote durable (its bytes may still be only in the page cache)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True, slots=True)
 class Spooled:
-    """A complete, fsynced temp file and what it holds."""
+    """A complete temp file and what it holds (durable only once placed)."""
 
     temp: Path
     sha256: str
@@ -55,44 +76,75 @@ class Spooled:
 
 
 class SpoolFile:
-    """One temp file being written; hashing happens here, off the event loop."""
+    """One temp file being written; hashing happens here, off the event loop.
+
+    A lock orders the writers of one file (flushes, the final seal, an abort): an abort waits
+    for a write in progress, and a write that comes after an abort is refused instead of
+    creating the temp file again.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / f"{secrets.token_hex(16)}{_TEMP_SUFFIX}"
         self._fd: int | None = None
         self._hash = hashlib.sha256()
+        self._lock = threading.Lock()
+        self._aborted = False
         self.size = 0
 
-    def write(self, data: bytes) -> None:
-        """Append `data` (creating the file on first use) and hash it."""
+    def _open(self) -> int:
+        if self._aborted:
+            raise StoreError("the payload was abandoned")
         if self._fd is None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
             self._fd = os.open(self.path, flags, 0o600)
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        self._hash.update(data)
-        self.size += len(data)
+        return self._fd
 
-    def finish(self) -> Spooled:
-        """fsync and close; the temp is complete and durable once this returns."""
-        if self._fd is None:
-            self.write(b"")
-        assert self._fd is not None
-        fd, self._fd = self._fd, None
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return Spooled(self.path, self._hash.hexdigest(), self.size)
+    def write_all(self, chunks: Sequence[bytes]) -> None:
+        """Append `chunks` in order with as few system calls as the kernel allows; hash them."""
+        with self._lock:
+            fd = self._open()
+            for chunk in chunks:
+                self._hash.update(chunk)
+            pending = deque(memoryview(chunk) for chunk in chunks if chunk)
+            while pending:
+                written = os.writev(fd, list(itertools.islice(pending, _IOV_MAX)))
+                self.size += written
+                while written and written >= len(pending[0]):  # drop what went out whole
+                    written -= len(pending.popleft())
+                if written:  # a short write: the rest of that buffer goes next time
+                    pending[0] = pending[0][written:]
+
+    def sync_data(self) -> None:
+        """Push what is written so far to disk, so that the final fsync has little left to do."""
+        with self._lock:
+            if self._fd is not None and not self._aborted:
+                os.fdatasync(self._fd)
+
+    def seal(self) -> Spooled:
+        """Every byte is written: the digest. The file stays open until it is placed."""
+        with self._lock:
+            self._open()
+            return Spooled(self.path, self._hash.hexdigest(), self.size)
+
+    def sync_and_close(self) -> None:
+        """fsync and close: the bytes (under whatever name they now have) are durable."""
+        with self._lock:
+            fd, self._fd = self._fd, None
+            if fd is None:
+                raise StoreError("the payload file is already closed")
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def abort(self) -> None:
         """Close and remove whatever was written; safe to call more than once."""
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
-        self.path.unlink(missing_ok=True)
+        with self._lock:
+            self._aborted = True
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                os.close(fd)
+            self.path.unlink(missing_ok=True)
 
 
 class PayloadDir:
@@ -103,6 +155,7 @@ class PayloadDir:
         self.tmp = self.base / "tmp"
         self._lock = threading.Lock()
         self._pins: Counter[str] = Counter()
+        self._durable_dirs: set[str] = set()  # "ab", "ab/cd": entries known durable
 
     def prepare(self) -> int:
         """Create the layout and remove temp files a crash left; returns how many."""
@@ -124,31 +177,57 @@ class PayloadDir:
         """A temp file in the same filesystem as its final place (rename stays atomic)."""
         return SpoolFile(self.tmp)
 
-    def place(self, spooled: Spooled) -> None:
-        """Move a finished temp to its final path and pin it; durable when this returns.
+    def place(self, spooled: Spooled, file: SpoolFile) -> None:
+        """Move a sealed temp to its final path and pin it; durable when this returns.
 
-        A payload already present with the same size is not rewritten: the temp is dropped.
-        The directory is fsynced either way, because the rename we found may be someone
-        else's that is not yet durable.
+        The rename comes before the fsyncs: one journal commit then carries the bytes, the
+        name and any new directory. A payload already present with the same size is not
+        rewritten (the temp is dropped) but fsynced, because the rename we found may be another
+        submission's whose bytes are not durable yet; a present file of another size (damage)
+        is replaced only once our bytes are durable.
         """
         final = self.path_for(spooled.sha256)
         with self._lock:  # pinned first: a discard can no longer remove what we find below
             self._pins[spooled.sha256] += 1
         try:
-            _mkdir_durable(final.parent.parent)
-            _mkdir_durable(final.parent)
-            try:
-                present = final.stat().st_size == spooled.size
-            except FileNotFoundError:
-                present = False
-            if present:
-                spooled.temp.unlink(missing_ok=True)
+            fresh = self._make_dirs(spooled.sha256)
+            present = _size_of(final)
+            if present is None:
+                os.replace(spooled.temp, final)
+                file.sync_and_close()
+            elif present == spooled.size:
+                file.abort()
+                fsync_path(final)
             else:
+                file.sync_and_close()
                 os.replace(spooled.temp, final)
             fsync_dir(final.parent)
+            self._sync_dirs(fresh)
         except BaseException:
             self.unpin(spooled.sha256)
             raise
+
+    def _make_dirs(self, sha256: str) -> list[str]:
+        """Create `ab/` and `ab/cd/` when missing; those whose entry is not yet known durable."""
+        fresh = []
+        for key in (sha256[:2], f"{sha256[:2]}/{sha256[2:4]}"):
+            try:
+                (self.base / key).mkdir()
+            except FileExistsError:
+                if key in self._durable_dirs:
+                    continue
+            fresh.append(key)
+        return fresh
+
+    def _sync_dirs(self, keys: list[str]) -> None:
+        """fsync the parents holding these directories' entries, then remember them durable.
+
+        A directory found existing is synced too: its creator may not have synced it yet.
+        """
+        for key in reversed(keys):
+            fsync_dir((self.base / key).parent)
+        with self._lock:
+            self._durable_dirs.update(keys)
 
     def unpin(self, sha256: str) -> None:
         """The submission that placed `sha256` is settled (recorded or refused)."""

@@ -6,6 +6,7 @@ so an oversize or over-long stream is cut at the first chunk that crosses the li
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable
 
 from gateway.offload import run_blocking
@@ -20,6 +21,7 @@ from gateway.store import (
 from gateway.store.payloads import PayloadDir, Spooled
 
 FLUSH_AT = 1 << 20  # bytes buffered on the loop before one write hop
+SYNC_EVERY = 16 << 20  # bytes written between two fdatasyncs: the final fsync stays short
 
 
 def _as_bytes(chunk: object) -> bytes:
@@ -30,16 +32,28 @@ def _as_bytes(chunk: object) -> bytes:
     raise InvalidSubmission("data", f"chunks must be bytes, got {type(chunk).__name__}")
 
 
+def _retrieve(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # an abandoned flush's failure is not an unhandled error
+
+
 class Spooler:
-    """One submission's journey to a complete, fsynced temp file."""
+    """One submission's journey to a complete temp file (made durable when it is placed).
+
+    Writes leave the loop in batches of `FLUSH_AT` bytes, one batch in flight while the next
+    one fills, so hashing and writing overlap the transfer; every `SYNC_EVERY` bytes the batch
+    also pushes the file to disk, so a large payload's final fsync does not wait for all of it.
+    """
 
     def __init__(self, payloads: PayloadDir, sub: Submission, on_chunk: ChunkHook | None) -> None:
-        self._file = payloads.new_spool()
+        self.file = payloads.new_spool()
         self._max = sub.max_size
         self._expected = sub.expected_size
         self._on_chunk = on_chunk
         self._pending: list[bytes] = []
         self._buffered = 0
+        self._unsynced = 0
+        self._inflight: asyncio.Future[None] | None = None
         self.size = 0
         if self._max is not None and self._expected is not None and self._expected > self._max:
             raise PayloadTooLarge(limit=self._max, received=self._expected)
@@ -53,6 +67,7 @@ class Spooler:
                 await self.feed(chunk)
         else:
             raise InvalidSubmission("data", f"expected bytes or chunks, got {type(data).__name__}")
+        await self.drain()
 
     async def feed(self, chunk: object) -> None:
         """Count, check, show to the sniffer, buffer; write out once enough is buffered."""
@@ -69,27 +84,38 @@ class Spooler:
         self._pending.append(data)
         self._buffered += len(data)
         if self._buffered >= FLUSH_AT:
-            await run_blocking(self._flush)
+            await self.drain()
+            self._unsynced += self._buffered
+            pending, self._pending, self._buffered = self._pending, [], 0
+            sync = self._unsynced >= SYNC_EVERY
+            if sync:
+                self._unsynced = 0
+            self._inflight = asyncio.ensure_future(run_blocking(self._write, pending, sync=sync))
+            self._inflight.add_done_callback(_retrieve)
 
-    def _flush(self) -> None:
-        pending, self._pending, self._buffered = self._pending, [], 0
+    async def drain(self) -> None:
+        """Wait for the batch in flight; its failure (disk full...) is raised here."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            await asyncio.shield(inflight)
+
+    def _write(self, pending: list[bytes], *, sync: bool = False) -> None:
         try:
-            for data in pending:
-                self._file.write(data)
+            self.file.write_all(pending)
+            if sync:
+                self.file.sync_data()
         except OSError as exc:
             raise StoreError(f"cannot write the payload: {exc.strerror or exc}") from exc
 
     def finish(self) -> Spooled:
-        """Blocking: write the rest, check the announced size, fsync."""
-        self._flush()
+        """Blocking, once drained: write the rest, check the announced size, seal."""
+        pending, self._pending, self._buffered = self._pending, [], 0
+        self._write(pending)
         if self._expected is not None and self.size != self._expected:
             raise TruncatedPayload(expected=self._expected, received=self.size)
-        try:
-            return self._file.finish()
-        except OSError as exc:
-            raise StoreError(f"cannot make the payload durable: {exc.strerror or exc}") from exc
+        return self.file.seal()
 
     def abort(self) -> None:
-        """Blocking: remove the temp file, whatever state it is in."""
+        """Blocking: remove the temp file, whatever state it is in (a write in flight too)."""
         self._pending.clear()
-        self._file.abort()
+        self.file.abort()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-from collections.abc import AsyncIterable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -19,7 +19,6 @@ from gateway.logging import get_logger
 from gateway.model import ConnectionStatus, Direction, Environment, MessageState
 from gateway.offload import run_blocking
 from gateway.store import (
-    ChunkHook,
     Clock,
     ConnectionChange,
     Event,
@@ -27,16 +26,14 @@ from gateway.store import (
     Receipt,
     RetryPolicy,
     StoreError,
-    Submission,
     utc_now,
 )
 from gateway.store import queries as q
-from gateway.store.checks import check_submission
+from gateway.store.accepting import AcceptingStore
 from gateway.store.ledger import Ledger
 from gateway.store.opening import StoreFiles, open_files
-from gateway.store.payloads import PayloadDir, Spooled
+from gateway.store.payloads import PayloadDir
 from gateway.store.rows import fmt_time
-from gateway.store.spool import Spooler
 from gateway.store.sqlite_returns import ReturnFlowStore
 from gateway.store.writer import Writer
 
@@ -58,7 +55,7 @@ async def open_store(
     return await SQLiteStore.open(root, clock=clock, rand=rand, allow_shared=allow_shared)
 
 
-class SQLiteStore(ReturnFlowStore):
+class SQLiteStore(AcceptingStore, ReturnFlowStore):
     """The `Store` protocol over SQLite; build it with `open_store` (or `SQLiteStore.open`)."""
 
     def __init__(
@@ -146,96 +143,6 @@ class SQLiteStore(ReturnFlowStore):
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         self._check_open()
         return await self._writer.submit(fn)
-
-    # --- accept ----------------------------------------------------------------------------
-
-    async def accept(
-        self,
-        data: bytes | AsyncIterable[bytes],
-        submission: Submission,
-        *,
-        on_chunk: ChunkHook | None = None,
-    ) -> Receipt:
-        """Durable payload + row + 'accepted' event, or the original receipt of a duplicate."""
-        self._check_open()
-        check_submission(submission)
-        spooler = Spooler(self._payloads, submission, on_chunk)
-        try:
-            await spooler.feed_all(data)
-        except BaseException:
-            await asyncio.shield(run_blocking(spooler.abort))
-            raise
-        # From here the outcome no longer depends on the caller: a cancelled caller (peer gone)
-        # must not leave a half-settled payload. Its retry will get the original receipt.
-        task = asyncio.ensure_future(self._settle(spooler, submission))
-        self._inflight.add(task)
-        task.add_done_callback(self._settled)
-        return await asyncio.shield(task)
-
-    def _settled(self, task: asyncio.Task[Receipt]) -> None:
-        self._inflight.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: a caller that went away does not leave it unread
-
-    async def _settle(self, spooler: Spooler, sub: Submission) -> Receipt:
-        if self._closed:  # closed while the bytes were streaming: place nothing
-            await run_blocking(spooler.abort)
-            raise StoreError("the store is closed")
-        loop = asyncio.get_running_loop()
-        recorded: asyncio.Future[Receipt] = loop.create_future()
-        spooled, placed = await run_blocking(self._place_and_record, spooler, sub, loop, recorded)
-        try:
-            receipt = await recorded
-            if placed and receipt.duplicate and receipt.sha256 != spooled.sha256:
-                await run_blocking(self._discard, spooled.sha256)
-            return receipt
-        finally:
-            if placed:
-                self._payloads.unpin(spooled.sha256)
-
-    def _place_and_record(
-        self,
-        spooler: Spooler,
-        sub: Submission,
-        loop: asyncio.AbstractEventLoop,
-        recorded: asyncio.Future[Receipt],
-    ) -> tuple[Spooled, bool]:
-        """Blocking: payload durable first, then its record queued straight to the writer."""
-        spooled, placed = self._finish_and_place(spooler, sub)
-        try:
-            self._writer.enqueue(
-                lambda conn: self._ledger.accept(
-                    conn, sub, sha256=spooled.sha256, size=spooled.size, placed=placed
-                ),
-                loop=loop,
-                future=recorded,
-            )
-        except BaseException:
-            if placed:
-                self._payloads.unpin(spooled.sha256)
-            raise
-        return spooled, placed
-
-    def _finish_and_place(self, spooler: Spooler, sub: Submission) -> tuple[Spooled, bool]:
-        """Blocking: fsync the temp; drop it if a duplicate is already known, else place it."""
-        try:
-            spooled = spooler.finish()
-            found = self._readers.call(lambda conn: q.find_duplicate(conn, sub, spooled.sha256))
-            if found is not None:
-                spooler.abort()
-                return spooled, False
-            self._payloads.place(spooled)
-        except BaseException as exc:
-            spooler.abort()
-            if isinstance(exc, OSError):
-                raise StoreError(f"cannot store the payload: {exc}") from exc
-            raise
-        return spooled, True
-
-    def _discard(self, sha256: str) -> None:
-        self._payloads.discard_if_unreferenced(
-            sha256, referenced=lambda sha: self._readers.call(lambda c: q.is_referenced(c, sha))
-        )
 
     # --- reads -----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from protocols.errors import RemoteProtocolError
 MAX_PATH = 1024  # bytes of a client path
 MAX_NAME = 255  # bytes of one file name
 CODE = re.compile(r"[A-Z]{3}\d{4}[A-Z]")
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TEMP_SUFFIXES = (".part", ".filepart")
 
 
@@ -79,7 +80,11 @@ def check_name(name: str) -> str:
         raise PathRefused(Refusal.INVALID_NAME, f"file name longer than {MAX_NAME} bytes")
     if "/" in name or "\\" in name:
         raise PathRefused(Refusal.INVALID_NAME, "a file name must not contain a separator")
-    if any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in name):
+    if name.isascii():  # the common case: in ASCII only C0 and DEL are in those categories
+        hostile = _ASCII_CONTROL.search(name) is not None
+    else:
+        hostile = any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in name)
+    if hostile:
         raise PathRefused(Refusal.INVALID_NAME, "control characters in a file name")
     return name
 

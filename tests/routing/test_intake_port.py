@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from gateway.model import ConnectionStatus, Direction, Environment, MessageState
 from gateway.store import Submission
 from gateway.store.sqlite import SQLiteStore
+from gateway.store.writer import Writer
 from gateway.wakeups import CORRELATE, DELIVER
 from protocols.ports import Incoming, RefusalKind, TransferRefused
 from tests.gateway.test_sniff import facturx_pdf
@@ -178,6 +181,30 @@ async def test_routed_to_the_one_connection_under_its_outbound_name(
     assert message.environment is Environment(environment)
     assert message.file_name == f"{code}_{message.id}{suffix}"
     assert calls == [connection, CORRELATE]
+
+
+async def test_an_emission_is_recorded_and_routed_in_one_commit(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The acknowledgement waits for one durable commit, holding both events, not two."""
+    batches: list[int] = []
+    real = Writer._commit
+
+    def counted(self: Writer, conn: sqlite3.Connection, batch: list[Any]) -> list[Any]:
+        batches.append(len(batch))
+        return real(self, conn, batch)
+
+    monkeypatch.setattr(Writer, "_commit", counted)
+    accepted = await world.port.accept(UBL, emission(file_name="a.xml"))
+    refusal = await refused(world, CII, emission(file_name="b.xml"))
+    assert batches == [1, 1]
+    assert [e.kind for e in await world.store.events(accepted.message_id)] == [
+        "accepted",
+        "routed",
+    ]
+    assert refusal.message_id is not None
+    kinds = [e.kind for e in await world.store.events(refusal.message_id)]
+    assert kinds == ["accepted", "rejected"]
 
 
 async def test_the_start_up_sweep_routes_stranded_messages_and_rejects_the_rest(

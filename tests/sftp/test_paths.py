@@ -65,9 +65,17 @@ def test_nul_invalid_utf8_backslash_and_overlong_paths_are_invalid_names(raw: by
     assert refusal(raw) in {Refusal.INVALID_NAME, Refusal.NO_SUCH_FILE}
 
 
-@pytest.mark.parametrize("name", ["a\nb.xml", "a\x1bb", "a\u202eb.xml", "x" * 256])
+@pytest.mark.parametrize(
+    "name", ["a\nb.xml", "a\x1bb", "a\x7fb", "a\u202eb.xml", "é\u2028.xml", "x" * 256]
+)
 def test_control_and_bidi_characters_or_long_names_are_refused(name: str) -> None:
     assert refusal(f"/out/FSO1100A/{name}") is Refusal.INVALID_NAME
+
+
+@pytest.mark.parametrize("name", ["facture été.xml", "請求書.xml", "a~b_c-d (1).xml"])
+def test_printable_names_in_any_script_are_accepted(name: str) -> None:
+    location = JAIL.resolve(f"/out/FSO1100A/{name}")
+    assert (location.kind, location.name) == (Kind.FILE, name)
 
 
 def test_unknown_code_directories_and_codes_of_the_other_area_do_not_exist() -> None:

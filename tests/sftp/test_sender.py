@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from bench.sftp import OpenSshd, start_sshd
+from bench.sftp_servers import OpenSshd, start_sshd
 from gateway.model import MessageState
 from gateway.plug_sftp import ClientPlan, ClientService
 from gateway.store import RetryPolicy

@@ -4,7 +4,8 @@
 `ACK <message_id> <sha256>` for each receipt, written and flushed only after `accept`
 returned: every ACK line the parent reads is a promise the store must keep after a crash.
 Several producers run at once (group commits), some streaming, some resending, some reusing
-a peer id with other bytes; a mover routes, claims and settles messages meanwhile.
+a peer id with other bytes; most are routed or rejected in their accept commit, the others
+by a mover that also claims and settles messages meanwhile.
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ from pathlib import Path
 
 import structlog
 
-from gateway.model import Direction, MessageState
-from gateway.store import RetryPolicy, Submission, open_store
+from gateway.model import Direction, Environment, MessageState
+from gateway.store import Decide, RejectWith, RetryPolicy, RouteTo, Submission, open_store
 from gateway.store.sqlite import SQLiteStore
 
 PRODUCERS = 4
 SIZES = (0, 1, 512, 10_240, 65_536, 200_000, 1_500_000)
 WEIGHTS = (1, 2, 4, 8, 4, 2, 1)
 POLICY = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0, jitter=0.0)
+ROUTE = RouteTo("c1", Environment.QUAL, lambda message_id: f"FSO1100A_{message_id}.xml")
+REJECT = RejectWith("wrong format")
+DECISIONS: tuple[Decide | None, ...] = (None, lambda _: ROUTE, lambda _: ROUTE, lambda _: REJECT)
 
 
 def emit(line: str) -> None:
@@ -61,6 +65,7 @@ async def producer(store: SQLiteStore, rng: random.Random, index: int) -> None:
             protocol="sftp",
             peer_message_id=peer,
             expected_size=len(data),
+            decide=rng.choice(DECISIONS),
         )
         payload = data if rng.random() < 0.5 else pieces(data, rng)
         receipt = await store.accept(payload, submission)

@@ -1,0 +1,151 @@
+"""`SQLiteStore.accept`: stream to a temp file, place it durably, record it in one commit.
+
+A mixin kept apart so the store's core stays readable. The acknowledgement path is short: the
+bytes are hashed and written off the loop while they stream; at the end one offload job seals
+the temp, checks for a duplicate, renames it into place and fsyncs it (file and directories),
+then queues the record straight to the writer, whose commit also carries the routing or
+rejection the submission decided (`Submission.decide`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from gateway.offload import run_blocking
+from gateway.store import (
+    ChunkHook,
+    Disposition,
+    Receipt,
+    StoreError,
+    Submission,
+)
+from gateway.store import queries as q
+from gateway.store.checks import check_submission
+from gateway.store.spool import Spooler
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterable
+
+    from gateway.store.ledger import Ledger
+    from gateway.store.payloads import PayloadDir, Spooled
+    from gateway.store.writer import Writer
+
+
+class AcceptingStore:
+    """`accept` over the payload directory, the reader pool and the writer thread."""
+
+    if TYPE_CHECKING:
+        _payloads: PayloadDir
+        _ledger: Ledger
+        _writer: Writer
+        _readers: q.Readers
+        _inflight: set[asyncio.Task[Receipt]]
+        _closed: bool
+
+        def _check_open(self) -> None: ...
+
+    async def accept(
+        self,
+        data: bytes | AsyncIterable[bytes],
+        submission: Submission,
+        *,
+        on_chunk: ChunkHook | None = None,
+    ) -> Receipt:
+        """Durable payload + row + 'accepted' event, or the original receipt of a duplicate."""
+        self._check_open()
+        check_submission(submission)
+        spooler = Spooler(self._payloads, submission, on_chunk)
+        try:
+            await spooler.feed_all(data)
+            decide = submission.decide
+            disposition = None if decide is None else decide(spooler.size)
+        except BaseException:
+            await asyncio.shield(run_blocking(spooler.abort))
+            raise
+        # From here the outcome no longer depends on the caller: a cancelled caller (peer gone)
+        # must not leave a half-settled payload. Its retry will get the original receipt.
+        task = asyncio.ensure_future(self._settle(spooler, submission, disposition))
+        self._inflight.add(task)
+        task.add_done_callback(self._settled)
+        return await asyncio.shield(task)
+
+    def _settled(self, task: asyncio.Task[Receipt]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that went away does not leave it unread
+
+    async def _settle(
+        self, spooler: Spooler, sub: Submission, disposition: Disposition | None
+    ) -> Receipt:
+        if self._closed:  # closed while the bytes were streaming: place nothing
+            await run_blocking(spooler.abort)
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        recorded: asyncio.Future[Receipt] = loop.create_future()
+        spooled, placed = await run_blocking(
+            self._place_and_record, spooler, sub, disposition, loop, recorded
+        )
+        try:
+            receipt = await recorded
+            if placed and receipt.duplicate and receipt.sha256 != spooled.sha256:
+                await run_blocking(self._discard, spooled.sha256)
+            return receipt
+        finally:
+            if placed:
+                self._payloads.unpin(spooled.sha256)
+
+    def _place_and_record(
+        self,
+        spooler: Spooler,
+        sub: Submission,
+        disposition: Disposition | None,
+        loop: asyncio.AbstractEventLoop,
+        recorded: asyncio.Future[Receipt],
+    ) -> tuple[Spooled, bool]:
+        """Blocking: payload durable first, then its record queued straight to the writer."""
+        spooled, placed = self._finish_and_place(spooler, sub)
+        try:
+            self._writer.enqueue(
+                lambda conn: self._ledger.accept(
+                    conn,
+                    sub,
+                    sha256=spooled.sha256,
+                    size=spooled.size,
+                    placed=placed,
+                    disposition=disposition,
+                ),
+                loop=loop,
+                future=recorded,
+            )
+        except BaseException:
+            if placed:
+                self._payloads.unpin(spooled.sha256)
+            raise
+        return spooled, placed
+
+    def _finish_and_place(self, spooler: Spooler, sub: Submission) -> tuple[Spooled, bool]:
+        """Blocking: seal the temp; drop a resend already known by its peer id, else place it.
+
+        Without a peer id, a repeat can only be the same bytes: they are found in place and
+        not rewritten, and the writer's own check (in its transaction) recognises the repeat.
+        """
+        try:
+            spooled = spooler.finish()
+            if sub.peer_message_id is not None:
+                found = self._readers.call(lambda c: q.find_duplicate(c, sub, spooled.sha256))
+                if found is not None:
+                    spooler.abort()  # nothing to make durable: the original's payload is
+                    return spooled, False
+            self._payloads.place(spooled, spooler.file)
+        except BaseException as exc:
+            spooler.abort()
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot store the payload: {exc}") from exc
+            raise
+        return spooled, True
+
+    def _discard(self, sha256: str) -> None:
+        self._payloads.discard_if_unreferenced(
+            sha256, referenced=lambda sha: self._readers.call(lambda c: q.is_referenced(c, sha))
+        )

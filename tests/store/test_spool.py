@@ -1,0 +1,153 @@
+"""Spooling and placing payloads: short writes, periodic syncs, aborts racing writes, fsyncs."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import os
+import threading
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from gateway.store import StoreError, payloads, spool
+from gateway.store.payloads import PayloadDir
+from gateway.store.sqlite import SQLiteStore
+from tests.store.conftest import payload_files, sha, sub, temp_files
+
+
+async def stream(parts: Sequence[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+        await asyncio.sleep(0)
+
+
+def same_bucket_pair() -> tuple[bytes, bytes]:
+    """Two payloads whose digests share `ab/cd/` (found by the birthday paradox)."""
+    seen: dict[str, bytes] = {}
+    for n in itertools.count():
+        data = f"payload {n}".encode()
+        bucket = sha(data)[:4]
+        if bucket in seen:
+            return seen[bucket], data
+        seen[bucket] = data
+    raise AssertionError  # pragma: no cover
+
+
+async def test_short_writes_are_resumed_where_they_stopped(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.writev
+
+    def stingy(fd: int, buffers: Sequence[bytes]) -> int:
+        return real(fd, [bytes(memoryview(buffers[0])[:777])])
+
+    monkeypatch.setattr(os, "writev", stingy)
+    parts = [os.urandom(5000) for _ in range(7)] + [b"", b"x"]
+    receipt = await store.accept(stream(parts), sub())
+    data = b"".join(parts)
+    assert (receipt.sha256, receipt.size) == (sha(data), len(data))
+    assert store.payload_path(await store.get(receipt.message_id)).read_bytes() == data
+
+
+async def test_a_large_stream_is_synced_on_the_way_and_stored_whole(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def counted(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(spool, "FLUSH_AT", 64 * 1024)
+    monkeypatch.setattr(spool, "SYNC_EVERY", 128 * 1024)
+    monkeypatch.setattr(os, "fdatasync", counted)
+    parts = [os.urandom(32 * 1024) for _ in range(40)]
+    receipt = await store.accept(stream(parts), sub())
+    assert len(synced) >= 4
+    path = store.payload_path(await store.get(receipt.message_id))
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == receipt.sha256
+
+
+async def test_cancelled_while_a_flush_is_in_flight_leaves_no_temp_file(
+    store: SQLiteStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool, "FLUSH_AT", 1024)
+    writing, release = threading.Event(), threading.Event()
+    real = payloads.SpoolFile.write_all
+
+    def slow(self: payloads.SpoolFile, chunks: Sequence[bytes]) -> None:
+        writing.set()
+        release.wait(5)
+        real(self, chunks)
+
+    monkeypatch.setattr(payloads.SpoolFile, "write_all", slow)
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield os.urandom(2048)
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(store.accept(endless(), sub()))
+    await asyncio.to_thread(writing.wait, 5)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert temp_files(root) == []
+    assert payload_files(root) == []
+
+
+def test_a_write_after_an_abort_is_refused_and_creates_nothing(tmp_path: Path) -> None:
+    directory = PayloadDir(tmp_path)
+    directory.prepare()
+    spooled = directory.new_spool()
+    spooled.write_all([b"first"])
+    spooled.abort()
+    with pytest.raises(StoreError, match="abandoned"):
+        spooled.write_all([b"late"])
+    spooled.abort()  # twice is fine
+    assert directory.temp_files() == []
+
+
+async def test_bytes_already_in_place_are_fsynced_not_rewritten(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await store.accept(b"shared bytes", sub(source="a"))
+    synced: list[Path] = []
+    monkeypatch.setattr(payloads, "fsync_path", synced.append)
+    await store.accept(b"shared bytes", sub(source="b"))
+    assert synced == [store.payload_path(await store.get(first.message_id))]
+
+
+async def test_a_damaged_file_of_another_size_is_replaced(store: SQLiteStore, root: Path) -> None:
+    data = b"<Invoice>the real one</Invoice>"
+    final = root / "payloads" / sha(data)[:2] / sha(data)[2:4] / sha(data)
+    final.parent.mkdir(parents=True)
+    final.write_bytes(b"torn")
+    await store.accept(data, sub())
+    assert final.read_bytes() == data
+
+
+async def test_a_new_directory_is_synced_in_its_parent_once(
+    store: SQLiteStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, two = same_bucket_pair()
+    synced: list[Path] = []
+    real = payloads.fsync_dir
+
+    def counted(path: Path) -> None:
+        synced.append(path)
+        real(path)
+
+    monkeypatch.setattr(payloads, "fsync_dir", counted)
+    await store.accept(one, sub())
+    bucket = root / "payloads" / sha(one)[:2] / sha(one)[2:4]
+    assert synced == [bucket, bucket.parent, bucket.parent.parent]
+    synced.clear()
+    await store.accept(two, sub())
+    assert synced == [bucket]
