@@ -6,18 +6,14 @@ The promise: nothing lost, nothing delivered twice. A payload is fsynced and rec
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from gateway.errors import StoreError
 from gateway.model import ConnectionStatus, Direction, Environment, MessageState
-
-if TYPE_CHECKING:
-    from gateway.store.sqlite import SQLiteStore
 
 __all__ = [
     "ChunkHook",
@@ -34,6 +30,7 @@ __all__ = [
     "RejectWith",
     "RetryPolicy",
     "RouteTo",
+    "SQLiteStore",
     "Store",
     "StoreError",
     "Submission",
@@ -381,17 +378,6 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-async def open_store(
-    root: Path,
-    *,
-    clock: Clock = utc_now,
-    rand: Callable[[], float] = random.random,
-    allow_shared: bool = False,
-) -> SQLiteStore:
-    """Open (creating, migrating and cleaning as needed) the embedded store under `root`.
-
-    `allow_shared` lets an operator's command open a store a running daemon holds.
-    """
-    from gateway.store import sqlite
-
-    return await sqlite.open_store(root, clock=clock, rand=rand, allow_shared=allow_shared)
+# The embedded implementation, defined once in sqlite.py; imported last because it builds on
+# the records and errors above.
+from gateway.store.sqlite import SQLiteStore, open_store  # noqa: E402
