@@ -2,14 +2,18 @@
 
     python bench/store.py [--count 2000] [--size 10240] [--rounds 5] [--dir /target/disk]
 
-The floor places the very same files at the very same content-addressed paths with nothing
-but the filesystem, in the store's own order: write a temp file, create the directories, rename
-it into place, fsync it, fsync its directory (and the parent of a directory just created), from
-1 or 8 threads. The store does that plus hashing, the duplicate check, the SQLite record and its
-events, group committed with synchronous=FULL, from 1 or 8 concurrent asyncio producers, three
-ways: `accept` alone (the message stays accepted); accept then route, two commits (how an
-emission was recorded before); routed in the accept commit (`Submission.decide`, how it is
-now). Every column is the median of alternating rounds. Goal: store/floor >= 0.5x.
+Two floors place the very same files at the very same content-addressed paths with nothing
+but the filesystem, from 1 or 8 threads (directories created on the way are made durable in
+their parent, as the store does):
+- the issue's floor: write a temp file, fsync it, rename it into place, fsync its directory;
+- a stricter floor in the store's own, faster order: write, rename, then fsync the file and
+  its directory (one barrier carries the bytes and the name).
+The store does that plus hashing, the duplicate check, the SQLite record and its events, group
+committed with synchronous=FULL, from 1 or 8 concurrent asyncio producers, three ways: `accept`
+alone (the message stays accepted); accept then route, two commits (how an emission was
+recorded before); routed in the accept commit (`Submission.decide`, how it is now). Every
+column is the median of alternating rounds. Goal (issue 2): store / the issue's floor >= 0.5x;
+the ratio to the stricter floor is printed too.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from gateway.store.payloads import fsync_dir
 from gateway.store.sqlite import SQLiteStore
 
 WAYS = ("accept", "two", "one")  # accept alone; accept then route; routed in the accept commit
+FLOORS = ("floor", "strict")  # the issue's order (fsync, then rename); the store's order
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +47,8 @@ class Row:
     """One line of the table: accepts per second, medians."""
 
     producers: int
-    floor: float
+    floor: float  # the issue's floor: write, fsync, rename, fsync the directory
+    strict: float  # the store's order: write, rename, fsync file and directory
     store: float  # accept alone
     two_commits: float  # accept, then route in a second commit
     one_commit: float  # routed in the accept commit
@@ -51,22 +57,35 @@ class Row:
     def ratio(self) -> float:
         return self.store / self.floor if self.floor else 0.0
 
+    @property
+    def strict_ratio(self) -> float:
+        return self.store / self.strict if self.strict else 0.0
 
-def _place(base: Path, data: bytes, sha256: str) -> None:
+
+def _make_dirs(final: Path) -> list[Path]:
+    created = []
+    for directory in (final.parent.parent, final.parent):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue
+        created.append(directory)
+    return created
+
+
+def _place(base: Path, data: bytes, sha256: str, *, strict: bool) -> None:
+    """One file placed durably: the issue's order, or the store's (`strict`)."""
     final = base / sha256[:2] / sha256[2:4] / sha256
     temp = base / "tmp" / secrets.token_hex(16)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, data)
-        created = []
-        for directory in (final.parent.parent, final.parent):
-            try:
-                directory.mkdir()
-            except FileExistsError:
-                continue
-            created.append(directory)
+        if not strict:
+            os.fsync(fd)
+        created = _make_dirs(final)
         os.replace(temp, final)
-        os.fsync(fd)
+        if strict:
+            os.fsync(fd)
     finally:
         os.close(fd)
     fsync_dir(final.parent)
@@ -74,13 +93,19 @@ def _place(base: Path, data: bytes, sha256: str) -> None:
         fsync_dir(directory.parent)
 
 
-def floor_rate(base: Path, payloads: Sequence[bytes], *, threads: int) -> float:
+def floor_rate(
+    base: Path, payloads: Sequence[bytes], *, threads: int, strict: bool = False
+) -> float:
     """Files per second the filesystem alone sustains for this layout."""
     (base / "tmp").mkdir(parents=True, exist_ok=True)
     names = [hashlib.sha256(data).hexdigest() for data in payloads]  # not timed
+
+    def place(pair: tuple[bytes, str]) -> None:
+        _place(base, *pair, strict=strict)
+
     with ThreadPoolExecutor(max_workers=threads) as pool:
         started = time.perf_counter()
-        list(pool.map(lambda pair: _place(base, *pair), zip(payloads, names, strict=True)))
+        list(pool.map(place, zip(payloads, names, strict=True)))
         elapsed = time.perf_counter() - started
     return len(payloads) / elapsed
 
@@ -117,22 +142,23 @@ async def store_rate(
 
 async def _measure(root: Path, *, count: int, size: int, producers: int, rounds: int) -> Row:
     """Alternate floor and the store's ways in short rounds, so noise hits all alike."""
-    rates: dict[str, list[float]] = {name: [] for name in ("floor", *WAYS)}
+    rates: dict[str, list[float]] = {name: [] for name in (*FLOORS, *WAYS)}
     store = await open_store(root / "store")
     try:
         for i in range(rounds):
-            order = ["floor", *WAYS]
+            order = [*FLOORS, *WAYS]
             order = order[i % len(order) :] + order[: i % len(order)]
             for name in order:
                 payloads = [os.urandom(size) for _ in range(max(count // rounds, 1))]
-                if name == "floor":
-                    rate = floor_rate(root / "floor", payloads, threads=producers)
+                if name in FLOORS:
+                    strict = name == "strict"
+                    rate = floor_rate(root / name, payloads, threads=producers, strict=strict)
                 else:
                     rate = await store_rate(store, payloads, producers=producers, way=name)
                 rates[name].append(rate)
     finally:
         await store.close()
-    medians = [statistics.median(rates[name]) for name in ("floor", *WAYS)]
+    medians = [statistics.median(rates[name]) for name in (*FLOORS, *WAYS)]
     return Row(producers, *medians)
 
 
@@ -158,12 +184,14 @@ def render(rows: Sequence[Row], *, count: int, size: int) -> str:
     lines = [
         f"durable accepts per second, {size}-byte payloads, {count} per column and line"
         " (median of alternating rounds)",
-        f"{'producers':>9} | {'floor (fs only)':>15} | {'store':>9} | {'store/floor':>11}"
+        f"{'producers':>9} | {'floor (issue)':>13} | {'strict floor':>12} | {'store':>7}"
+        f" | {'store/floor':>11} | {'store/strict':>12}"
         f" | {'+route, 2 commits':>17} | {'routed in 1 commit':>18}",
-        f"{'-' * 9}-+-{'-' * 15}-+-{'-' * 9}-+-{'-' * 11}-+-{'-' * 17}-+-{'-' * 18}",
+        "-+-".join("-" * w for w in (9, 13, 12, 7, 11, 12, 17, 18)),
     ]
     lines += [
-        f"{r.producers:>9} | {r.floor:>15.0f} | {r.store:>9.0f} | {r.ratio:>10.2f}x"
+        f"{r.producers:>9} | {r.floor:>13.0f} | {r.strict:>12.0f} | {r.store:>7.0f}"
+        f" | {r.ratio:>10.2f}x | {r.strict_ratio:>11.2f}x"
         f" | {r.two_commits:>17.0f} | {r.one_commit:>18.0f}"
         for r in rows
     ]

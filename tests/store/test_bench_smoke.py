@@ -14,10 +14,11 @@ REPO = Path(__file__).resolve().parents[2]
 def test_the_store_benchmark_measures_both_sides(tmp_path: Path) -> None:
     rows = run(count=8, size=1024, producers=(1, 2), rounds=2, directory=tmp_path)
     assert [r.producers for r in rows] == [1, 2]
-    assert all(r.floor > 0 for r in rows)
+    assert all(r.floor > 0 and r.strict > 0 for r in rows)
     assert all(r.store > 0 and r.two_commits > 0 and r.one_commit > 0 for r in rows)
     table = render(rows, count=8, size=1024)
     assert "store/floor" in table
+    assert "store/strict" in table
     assert "routed in 1 commit" in table
     assert len(table.splitlines()) == 5
     assert list(tmp_path.iterdir()) == []
