@@ -1,11 +1,17 @@
-"""The content-addressed payload directory `<root>/payloads/ab/cd/<sha256>` (blocking code).
+"""The content-addressed payload directory `<root>/payloads/ab/<sha256>` (blocking code).
 
-A payload is streamed to `payloads/tmp/`, renamed into place, then the file and its
-directories are fsynced *before* the row that names it is committed, so a row never points at
-nothing. Renaming first lets one journal commit carry the data, the new name and any new
-directory (the later directory fsyncs then find nothing left to write); a name placed but not
-yet fsynced is referenced by no row, and the sweep after a crash removes it. Everything here
-blocks: callers run it in the offload pool or the writer thread.
+A payload is streamed to `payloads/tmp/`, renamed into place, then the file and its bucket
+directory are fsynced *before* the row that names it is committed, so a row never points at
+nothing. Renaming first lets one journal commit carry the data and the new name (the directory
+fsync then finds little left to write); a name placed but not yet fsynced is referenced by no
+row, and the sweep after a crash removes it. Everything here blocks: callers run it in the
+offload pool or the writer thread.
+
+One level of 256 buckets, as git lays out its objects: each bucket is created (and made durable
+in `payloads/`) the first time it is used, so in a running store an accept creates no directory
+and pays one directory fsync instead of up to three, and no inode allocation besides its own
+file. A store written with the earlier two levels (`ab/cd/<sha256>`) is moved to this layout
+the first time it opens.
 
 Pins close the one race content addressing has: a payload placed for a submission that turned
 out to be a duplicate may be removed only if no row references it and no other in-flight
@@ -14,6 +20,7 @@ submission placed the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -28,6 +35,9 @@ from pathlib import Path
 from gateway.store import StoreError
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_BUCKETS = tuple(f"{n:02x}" for n in range(256))
+_BUCKET_SET = frozenset(_BUCKETS)
+_LAYOUT_MARK = "layout-one-level"  # present once the store is known to hold no `ab/cd/` files
 _TEMP_SUFFIX = ".part"
 _IOV_MAX = 1024  # buffers per writev (the Linux limit)
 
@@ -55,6 +65,28 @@ def _mkdir_durable(path: Path) -> None:
     except FileExistsError:
         return
     fsync_dir(path.parent)
+
+
+def _create_durable(path: Path, data: bytes) -> None:
+    """A small file and its name, both on disk when this returns."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(path.parent)
+
+
+def _rename_into_bucket(temp: Path, final: Path) -> None:
+    """Rename; a bucket removed by hand since the store opened is made again (durably)."""
+    try:
+        os.replace(temp, final)
+    except FileNotFoundError:
+        if final.parent.is_dir() or not temp.exists():
+            raise
+        _mkdir_durable(final.parent)
+        os.replace(temp, final)
 
 
 def fsync_path(path: Path) -> None:
@@ -115,10 +147,20 @@ class SpoolFile:
                     pending[0] = pending[0][written:]
 
     def sync_data(self) -> None:
-        """Push what is written so far to disk, so that the final fsync has little left to do."""
+        """Push what is written so far to disk, so that the final fsync has little left to do.
+
+        Runs beside the writes, not between them: the descriptor is duplicated under the lock
+        and synced outside it, so a write (or an abort closing the file) never waits for the
+        disk, and the sync never touches a descriptor number reused by someone else.
+        """
         with self._lock:
-            if self._fd is not None and not self._aborted:
-                os.fdatasync(self._fd)
+            if self._fd is None or self._aborted:
+                return
+            fd = os.dup(self._fd)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
     def seal(self) -> Spooled:
         """Every byte is written: the digest. The file stays open until it is placed."""
@@ -155,23 +197,60 @@ class PayloadDir:
         self.tmp = self.base / "tmp"
         self._lock = threading.Lock()
         self._pins: Counter[str] = Counter()
-        self._durable_dirs: set[str] = set()  # "ab", "ab/cd": entries known durable
+        self._buckets: set[str] = set()  # bucket names known to exist durably
 
     def prepare(self) -> int:
         """Create the layout and remove temp files a crash left; returns how many."""
         _mkdir_durable(self.base)
         _mkdir_durable(self.tmp)
+        if not (self.base / _LAYOUT_MARK).exists():  # listing every bucket is once per store
+            self._adopt_two_level()
+            _create_durable(self.base / _LAYOUT_MARK, b"ab/<sha256>\n")
+        fsync_dir(self.base)  # buckets a crash left unsynced are durable from here on
+        with self._lock:
+            self._buckets = {p.name for p in self.base.iterdir() if p.name in _BUCKET_SET}
         removed = 0
         for leftover in self.tmp.iterdir():
             leftover.unlink(missing_ok=True)
             removed += 1
         return removed
 
+    def _bucket(self, name: str) -> None:
+        """Make bucket `name` exist durably; after its first use in this process, nothing."""
+        if name in self._buckets:
+            return
+        with contextlib.suppress(FileExistsError):
+            (self.base / name).mkdir()
+        fsync_dir(self.base)
+        with self._lock:
+            self._buckets.add(name)
+
+    def _adopt_two_level(self) -> None:
+        """Move payloads of the earlier `ab/cd/<sha256>` layout up one level, crash-safely.
+
+        Each move is a rename within the bucket, made durable before the emptied directory
+        is removed; a crash part-way leaves files in either place, and the next open finishes.
+        """
+        for name in _BUCKETS:
+            bucket = self.base / name
+            if not bucket.is_dir():
+                continue
+            nested = [d for d in bucket.iterdir() if d.is_dir() and len(d.name) == 2]
+            for directory in nested:
+                for path in directory.iterdir():
+                    if _SHA256.fullmatch(path.name) and path.name.startswith(name):
+                        os.replace(path, bucket / path.name)
+                fsync_dir(bucket)
+                with contextlib.suppress(OSError):  # not empty: a stranger's file stays
+                    directory.rmdir()
+            if nested:
+                fsync_dir(bucket)
+
     def path_for(self, sha256: str) -> Path:
         """The final path of a payload; refuses anything that is not a lowercase sha256."""
         if not _SHA256.fullmatch(sha256):
             raise StoreError(f"not a sha256 digest: {sha256!r}")
-        return self.base / sha256[:2] / sha256[2:4] / sha256
+        return self.base / sha256[:2] / sha256
 
     def new_spool(self) -> SpoolFile:
         """A temp file in the same filesystem as its final place (rename stays atomic)."""
@@ -180,54 +259,31 @@ class PayloadDir:
     def place(self, spooled: Spooled, file: SpoolFile) -> None:
         """Move a sealed temp to its final path and pin it; durable when this returns.
 
-        The rename comes before the fsyncs: one journal commit then carries the bytes, the
-        name and any new directory. A payload already present with the same size is not
-        rewritten (the temp is dropped) but fsynced, because the rename we found may be another
-        submission's whose bytes are not durable yet; a present file of another size (damage)
-        is replaced only once our bytes are durable.
+        The rename comes before the fsyncs: one barrier then carries the bytes and the name.
+        A payload already present with the same size is not rewritten (the temp is dropped)
+        but fsynced, because the rename we found may be another submission's whose bytes are
+        not durable yet; a present file of another size (damage) is replaced only once our
+        bytes are durable. A bucket removed by hand since the store opened is made again.
         """
         final = self.path_for(spooled.sha256)
         with self._lock:  # pinned first: a discard can no longer remove what we find below
             self._pins[spooled.sha256] += 1
         try:
-            fresh = self._make_dirs(spooled.sha256)
+            self._bucket(spooled.sha256[:2])
             present = _size_of(final)
             if present is None:
-                os.replace(spooled.temp, final)
+                _rename_into_bucket(spooled.temp, final)
                 file.sync_and_close()
             elif present == spooled.size:
                 file.abort()
                 fsync_path(final)
             else:
                 file.sync_and_close()
-                os.replace(spooled.temp, final)
+                _rename_into_bucket(spooled.temp, final)
             fsync_dir(final.parent)
-            self._sync_dirs(fresh)
         except BaseException:
             self.unpin(spooled.sha256)
             raise
-
-    def _make_dirs(self, sha256: str) -> list[str]:
-        """Create `ab/` and `ab/cd/` when missing; those whose entry is not yet known durable."""
-        fresh = []
-        for key in (sha256[:2], f"{sha256[:2]}/{sha256[2:4]}"):
-            try:
-                (self.base / key).mkdir()
-            except FileExistsError:
-                if key in self._durable_dirs:
-                    continue
-            fresh.append(key)
-        return fresh
-
-    def _sync_dirs(self, keys: list[str]) -> None:
-        """fsync the parents holding these directories' entries, then remember them durable.
-
-        A directory found existing is synced too: its creator may not have synced it yet.
-        """
-        for key in reversed(keys):
-            fsync_dir((self.base / key).parent)
-        with self._lock:
-            self._durable_dirs.update(keys)
 
     def unpin(self, sha256: str) -> None:
         """The submission that placed `sha256` is settled (recorded or refused)."""
@@ -252,14 +308,12 @@ class PayloadDir:
     def sweep(self, *, referenced: Callable[[str], bool]) -> int:
         """After a crash: remove payloads no row references (placed, never committed)."""
         removed = 0
-        for first in sorted(self.base.iterdir()):
-            if first == self.tmp or not first.is_dir():
-                continue
-            for second in sorted(first.iterdir()):
-                for path in second.iterdir() if second.is_dir() else ():
-                    if _SHA256.fullmatch(path.name) and not referenced(path.name):
-                        path.unlink(missing_ok=True)
-                        removed += 1
+        for name in _BUCKETS:
+            bucket = self.base / name
+            for path in sorted(bucket.iterdir()) if bucket.is_dir() else ():
+                if _SHA256.fullmatch(path.name) and not referenced(path.name):
+                    path.unlink(missing_ok=True)
+                    removed += 1
         return removed
 
     def temp_files(self) -> list[Path]:

@@ -41,8 +41,11 @@ class Spooler:
     """One submission's journey to a complete temp file (made durable when it is placed).
 
     Writes leave the loop in batches of `FLUSH_AT` bytes, one batch in flight while the next
-    one fills, so hashing and writing overlap the transfer; every `SYNC_EVERY` bytes the batch
-    also pushes the file to disk, so a large payload's final fsync does not wait for all of it.
+    one fills, so hashing and writing overlap the transfer. Every `SYNC_EVERY` bytes a sync of
+    what is already written starts beside the writes (one at a time), so a large payload's
+    final fsync does not wait for all of it and the transfer never stalls on the disk. A sync
+    that failed is raised before the payload can be sealed: after a failed fdatasync Linux may
+    report the next one clean although the pages were lost.
     """
 
     def __init__(self, payloads: PayloadDir, sub: Submission, on_chunk: ChunkHook | None) -> None:
@@ -54,6 +57,7 @@ class Spooler:
         self._buffered = 0
         self._unsynced = 0
         self._inflight: asyncio.Future[None] | None = None
+        self._syncing: asyncio.Future[None] | None = None
         self.size = 0
         if self._max is not None and self._expected is not None and self._expected > self._max:
             raise PayloadTooLarge(limit=self._max, received=self._expected)
@@ -67,7 +71,7 @@ class Spooler:
                 await self.feed(chunk)
         else:
             raise InvalidSubmission("data", f"expected bytes or chunks, got {type(data).__name__}")
-        await self.drain()
+        await self.drain_all()
 
     async def feed(self, chunk: object) -> None:
         """Count, check, show to the sniffer, buffer; write out once enough is buffered."""
@@ -85,13 +89,28 @@ class Spooler:
         self._buffered += len(data)
         if self._buffered >= FLUSH_AT:
             await self.drain()
+            self._start_sync()
             self._unsynced += self._buffered
             pending, self._pending, self._buffered = self._pending, [], 0
-            sync = self._unsynced >= SYNC_EVERY
-            if sync:
-                self._unsynced = 0
-            self._inflight = asyncio.ensure_future(run_blocking(self._write, pending, sync=sync))
+            self._inflight = asyncio.ensure_future(run_blocking(self._write, pending))
             self._inflight.add_done_callback(_retrieve)
+
+    def _start_sync(self) -> None:
+        """Everything before the batch about to go is written: sync it, unless one is running."""
+        if self._syncing is not None:
+            if not self._syncing.done():
+                return
+            self._raise_failed_sync()
+        if self._unsynced >= SYNC_EVERY:
+            self._unsynced = 0
+            self._syncing = asyncio.ensure_future(run_blocking(self._sync))
+            self._syncing.add_done_callback(_retrieve)
+
+    def _raise_failed_sync(self) -> None:
+        syncing, self._syncing = self._syncing, None
+        error = None if syncing is None or syncing.cancelled() else syncing.exception()
+        if error is not None:
+            raise error
 
     async def drain(self) -> None:
         """Wait for the batch in flight; its failure (disk full...) is raised here."""
@@ -99,13 +118,25 @@ class Spooler:
         if inflight is not None:
             await asyncio.shield(inflight)
 
-    def _write(self, pending: list[bytes], *, sync: bool = False) -> None:
+    async def drain_all(self) -> None:
+        """The batch and the sync in flight: both settled, either failure raised."""
+        await self.drain()
+        syncing = self._syncing
+        if syncing is not None:
+            await asyncio.shield(syncing)
+            self._raise_failed_sync()
+
+    def _write(self, pending: list[bytes]) -> None:
         try:
             self.file.write_all(pending)
-            if sync:
-                self.file.sync_data()
         except OSError as exc:
             raise StoreError(f"cannot write the payload: {exc.strerror or exc}") from exc
+
+    def _sync(self) -> None:
+        try:
+            self.file.sync_data()
+        except OSError as exc:
+            raise StoreError(f"cannot sync the payload: {exc.strerror or exc}") from exc
 
     def finish(self) -> Spooled:
         """Blocking, once drained: write the rest, check the announced size, seal."""

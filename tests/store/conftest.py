@@ -64,7 +64,7 @@ def raw_db(root: Path) -> Iterator[sqlite3.Connection]:
 def payload_files(root: Path) -> list[Path]:
     """Every final payload file (temp dir excluded)."""
     base = root / "payloads"
-    return sorted(p for p in base.glob("??/??/*") if p.is_file())
+    return sorted(p for p in base.glob("??/*") if p.is_file())
 
 
 def temp_files(root: Path) -> list[Path]:

@@ -257,7 +257,7 @@ async def test_accept_is_durable_before_it_returns(
     assert kinds == [("accepted", "accepted")]
     message = await store.get(receipt.message_id)
     path = store.payload_path(message)
-    assert path == root / "payloads" / sha(data)[:2] / sha(data)[2:4] / sha(data)
+    assert path == root / "payloads" / sha(data)[:2] / sha(data)
     assert sha(path.read_bytes()) == sha(data)
     assert temp_files(root) == []
 
@@ -410,7 +410,7 @@ async def test_leftovers_of_a_crash_are_cleaned_at_open(root: Path, clock: FakeC
     # and the "open" marker it never removed.
     (root / "payloads" / "tmp" / "abandoned.part").write_bytes(b"half a file")
     orphan = sha(b"never committed")
-    orphan_path = root / "payloads" / orphan[:2] / orphan[2:4] / orphan
+    orphan_path = root / "payloads" / orphan[:2] / orphan
     orphan_path.parent.mkdir(parents=True, exist_ok=True)
     orphan_path.write_bytes(b"never committed")
     (root / "store.open").touch()
@@ -431,10 +431,38 @@ async def test_clean_close_does_not_sweep(root: Path, clock: FakeClock) -> None:
     first = await open_store(root, clock=clock)
     await first.close()
     stray = "ab" * 32
-    stray_path = root / "payloads" / "ab" / "ab" / stray
-    stray_path.parent.mkdir(parents=True)
+    stray_path = root / "payloads" / "ab" / stray
+    stray_path.parent.mkdir()
     stray_path.write_bytes(b"operator put this here")
     second = await open_store(root, clock=clock)
     await second.close()
     assert not second.recovered_from_crash
     assert stray_path.exists()
+
+
+async def test_a_store_of_the_two_level_layout_is_moved_to_one_level(
+    root: Path, clock: FakeClock
+) -> None:
+    """Payloads written as `ab/cd/<sha256>` by an earlier version are found after an open."""
+    first = await open_store(root, clock=clock)
+    kept = await first.accept(b"written before the layout changed", sub())
+    await first.close()
+    digest = kept.sha256
+    (root / "payloads" / "layout-one-level").unlink()  # an earlier version wrote no mark
+    old = root / "payloads" / digest[:2] / digest[2:4] / digest
+    old.parent.mkdir()
+    (root / "payloads" / digest[:2] / digest).rename(old)
+    stranger = old.parent / "notes.txt"  # not ours: kept, and so is its directory
+    stranger.write_text("an operator's file")
+
+    reopened = await open_store(root, clock=clock)
+    try:
+        message = await reopened.get(kept.message_id)
+        path = reopened.payload_path(message)
+        assert path == root / "payloads" / digest[:2] / digest
+        assert path.read_bytes() == b"written before the layout changed"
+        assert not old.exists()
+        assert stranger.read_text() == "an operator's file"
+        assert (root / "payloads" / "layout-one-level").exists()  # the next open lists nothing
+    finally:
+        await reopened.close()

@@ -64,7 +64,7 @@ async def spawn(root: Path, seed: int, stderr: Path) -> Child:
 
 
 def payload_path(root: Path, sha256: str) -> Path:
-    return root / "payloads" / sha256[:2] / sha256[2:4] / sha256
+    return root / "payloads" / sha256[:2] / sha256
 
 
 def check_crashed_state(root: Path, acked: dict[str, str], fresh: set[str]) -> None:

@@ -25,11 +25,11 @@ async def stream(parts: Sequence[bytes]) -> AsyncIterator[bytes]:
 
 
 def same_bucket_pair() -> tuple[bytes, bytes]:
-    """Two payloads whose digests share `ab/cd/` (found by the birthday paradox)."""
+    """Two payloads whose digests share their bucket `ab/` (found by the birthday paradox)."""
     seen: dict[str, bytes] = {}
     for n in itertools.count():
         data = f"payload {n}".encode()
-        bucket = sha(data)[:4]
+        bucket = sha(data)[:2]
         if bucket in seen:
             return seen[bucket], data
         seen[bucket] = data
@@ -126,16 +126,17 @@ async def test_bytes_already_in_place_are_fsynced_not_rewritten(
 
 async def test_a_damaged_file_of_another_size_is_replaced(store: SQLiteStore, root: Path) -> None:
     data = b"<Invoice>the real one</Invoice>"
-    final = root / "payloads" / sha(data)[:2] / sha(data)[2:4] / sha(data)
-    final.parent.mkdir(parents=True)
+    final = root / "payloads" / sha(data)[:2] / sha(data)
+    final.parent.mkdir()
     final.write_bytes(b"torn")
     await store.accept(data, sub())
     assert final.read_bytes() == data
 
 
-async def test_a_new_directory_is_synced_in_its_parent_once(
+async def test_an_accept_syncs_its_bucket_only(
     store: SQLiteStore, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A bucket is made (and synced in its parent) once; then an accept syncs it alone."""
     one, two = same_bucket_pair()
     synced: list[Path] = []
     real = payloads.fsync_dir
@@ -146,8 +147,30 @@ async def test_a_new_directory_is_synced_in_its_parent_once(
 
     monkeypatch.setattr(payloads, "fsync_dir", counted)
     await store.accept(one, sub())
-    bucket = root / "payloads" / sha(one)[:2] / sha(one)[2:4]
-    assert synced == [bucket, bucket.parent, bucket.parent.parent]
+    bucket = root / "payloads" / sha(one)[:2]
+    assert synced == [bucket.parent, bucket]
+    assert sorted(p.name for p in bucket.iterdir()) == [sha(one)]
     synced.clear()
     await store.accept(two, sub())
     assert synced == [bucket]
+
+
+async def test_a_bucket_removed_by_hand_is_made_again(
+    store: SQLiteStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, data = same_bucket_pair()
+    await store.accept(first, sub())
+    bucket = root / "payloads" / sha(data)[:2]
+    (bucket / sha(first)).unlink()
+    bucket.rmdir()
+    synced: list[Path] = []
+    real = payloads.fsync_dir
+
+    def counted(path: Path) -> None:
+        synced.append(path)
+        real(path)
+
+    monkeypatch.setattr(payloads, "fsync_dir", counted)
+    receipt = await store.accept(data, sub())
+    assert store.payload_path(await store.get(receipt.message_id)).read_bytes() == data
+    assert synced == [bucket.parent, bucket]  # the new bucket in its parent, then the name
