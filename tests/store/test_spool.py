@@ -72,6 +72,59 @@ async def test_a_large_stream_is_synced_on_the_way_and_stored_whole(
     assert hashlib.sha256(path.read_bytes()).hexdigest() == receipt.sha256
 
 
+async def test_a_failed_background_sync_fails_the_accept_and_records_nothing(
+    store: SQLiteStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux may report the fsync after a failed one clean: the failure itself must count."""
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(spool, "FLUSH_AT", 64 * 1024)
+    monkeypatch.setattr(spool, "SYNC_EVERY", 128 * 1024)
+    monkeypatch.setattr(os, "fdatasync", failing)
+    parts = [os.urandom(32 * 1024) for _ in range(40)]
+    with pytest.raises(StoreError, match="cannot sync the payload: Input/output error"):
+        await store.accept(stream(parts), sub())
+    assert await store.list_messages(limit=10) == []
+    assert temp_files(root) == []
+    assert payload_files(root) == []
+
+
+async def test_the_background_sync_does_not_hold_up_the_writes(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one sync waits on the disk, later batches are written (and no second sync piles up)."""
+    syncing, release = threading.Event(), threading.Event()
+    syncs: list[int] = []
+    real_sync, real_write = os.fdatasync, payloads.SpoolFile.write_all
+    writes_during_sync: list[int] = []
+
+    def slow_sync(fd: int) -> None:
+        syncs.append(fd)
+        syncing.set()
+        release.wait(5)
+        real_sync(fd)
+
+    def write_all(self: payloads.SpoolFile, chunks: Sequence[bytes]) -> None:
+        if syncing.is_set() and not release.is_set():
+            writes_during_sync.append(len(chunks))
+            if len(writes_during_sync) >= 3:
+                release.set()
+        real_write(self, chunks)
+
+    monkeypatch.setattr(spool, "FLUSH_AT", 64 * 1024)
+    monkeypatch.setattr(spool, "SYNC_EVERY", 128 * 1024)
+    monkeypatch.setattr(os, "fdatasync", slow_sync)
+    monkeypatch.setattr(payloads.SpoolFile, "write_all", write_all)
+    parts = [os.urandom(32 * 1024) for _ in range(40)]
+    receipt = await store.accept(stream(parts), sub())
+    assert len(writes_during_sync) >= 3
+    assert receipt.size == 40 * 32 * 1024
+    path = store.payload_path(await store.get(receipt.message_id))
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == receipt.sha256
+
+
 async def test_cancelled_while_a_flush_is_in_flight_leaves_no_temp_file(
     store: SQLiteStore, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
