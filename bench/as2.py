@@ -543,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds (medians reported)")
     parser.add_argument("--rss-mb", type=float, default=100.0, help="payload of the RSS run")
     parser.add_argument("--repeats", type=int, default=30, help="round trips (median)")
-    parser.add_argument("--dir", type=Path, default=None, help="where the store writes")
+    parser.add_argument("--dir", type=lambda text: Path(text).resolve(), default=None, help="where the store writes")
     parser.add_argument("--serve", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve is not None:

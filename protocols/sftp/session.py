@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
 import asyncssh
 import structlog
@@ -31,6 +31,7 @@ from protocols.sftp.paths import (
 )
 from protocols.sftp.ports import Account, Limits, Mailbox, Offered, SftpObserver
 from protocols.sftp.ranges import Coverage
+from protocols.sftp.refused import RefusedOperations
 from protocols.sftp.upload import Upload
 
 _log = structlog.get_logger(module=__name__)
@@ -66,7 +67,7 @@ class SessionContext:
     spawn: Callable[[Coroutine[Any, Any, None]], None]  # background work the listener owns
 
 
-class JailSession(asyncssh.SFTPServer):
+class JailSession(RefusedOperations):
     """The hooks asyncssh calls for one SFTP channel; nothing touches the real filesystem."""
 
     def __init__(self, chan: asyncssh.SSHServerChannel[bytes], context: SessionContext) -> None:
@@ -373,26 +374,8 @@ class JailSession(asyncssh.SFTPServer):
             raise asyncssh.SFTPPermissionDenied("download a file completely before removing it")
         raise asyncssh.SFTPPermissionDenied(f"cannot remove {location.path}")
 
-    def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        raise asyncssh.SFTPPermissionDenied("directories are fixed by the interface codes")
-
-    def rmdir(self, path: bytes) -> None:
-        raise asyncssh.SFTPPermissionDenied("directories are fixed by the interface codes")
-
-    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
-        raise asyncssh.SFTPPermissionDenied("symbolic links are not allowed")
-
-    def link(self, oldpath: bytes, newpath: bytes) -> None:
-        raise asyncssh.SFTPPermissionDenied("links are not allowed")
-
     def readlink(self, path: bytes) -> bytes:
         raise asyncssh.SFTPNoSuchFile(f"{self._resolve(path).path} is not a symbolic link")
-
-    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        raise asyncssh.SFTPPermissionDenied("attributes cannot be changed")
-
-    def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        raise asyncssh.SFTPPermissionDenied("attributes cannot be changed")
 
     def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
         """Times and modes a client sets after an upload (`put -p`) are ignored; sizes are not."""
@@ -408,18 +391,6 @@ class JailSession(asyncssh.SFTPServer):
             offered = file_obj.offered
             return entry_attrs(directory=False, size=offered.size, mtime=offered.mtime)
         raise asyncssh.SFTPInvalidHandle("unknown handle")
-
-    def open56(self, path: bytes, desired_access: int, flags: int, attrs: object) -> object:
-        raise asyncssh.SFTPOpUnsupported("SFTP version 3 only")
-
-    def statvfs(self, path: bytes) -> NoReturn:
-        raise asyncssh.SFTPOpUnsupported("statvfs is not offered")
-
-    def fstatvfs(self, file_obj: object) -> NoReturn:
-        raise asyncssh.SFTPOpUnsupported("statvfs is not offered")
-
-    def fsync(self, file_obj: object) -> None:
-        raise asyncssh.SFTPOpUnsupported("uploads become durable when they are closed")
 
     async def exit(self) -> None:
         """The session ended: every upload not completed is dropped, nothing delivered."""
