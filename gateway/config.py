@@ -270,7 +270,8 @@ class SftpAccountConfig(Frozen):
     environment: Environment | None = None  # deposit: where its flows are routed
     connection: NonEmpty | None = None  # connection: the sheet it delivers reception flows for
     authorized_keys: ConfigPath | None = None
-    certificate: ConfigPath | None = None  # X.509 (RFC 6187): its public key is authorized
+    certificate: ConfigPath | None = None  # X.509: its key, and the certificate per RFC 6187
+    x509_only: bool = False  # log in with `certificate` per RFC 6187 only (no bare key/password)
     password_file: ConfigPath | None = None  # only with sftp.password_login: true
     deposit: tuple[InterfaceCode, ...] | None = None  # default: every code it may deposit
     collect_from: tuple[NonEmpty, ...] = ()  # connections whose reception flows it downloads

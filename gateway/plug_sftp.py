@@ -3,7 +3,8 @@
 Listeners (planned in `gateway.settings.sftp`): each SFTP sheet gives AIFE an account on the
 sheet's `network.partner` address, and the proposed top-level `sftp:` block adds partner and
 back-office accounts. Clients: each SFTP sheet gets an outbox worker whose sender uploads to
-AIFE with that connection's own key (never another's), plus a poller when the sheet polls.
+AIFE with that connection's own key (never another's; with `settings.x509_login`, presented
+with its certificate per RFC 6187), plus a poller when the sheet polls.
 The store and the metrics stay here: the protocol code sees a `Mailbox` and an `SftpObserver`.
 The daemon gets one `SftpServices`, which plans all this off the loop when it starts.
 """
@@ -46,6 +47,7 @@ from protocols.sftp.poller import Poller, PollParams
 from protocols.sftp.ports import AuthFailure, Offered
 from protocols.sftp.sender import SftpSender
 from protocols.sftp.server import SftpListener
+from protocols.sftp.x509auth import der, x509_identity
 
 log = get_logger(__name__)
 OFFERED_LIMIT = 1000  # files listed per collect directory
@@ -130,17 +132,31 @@ class ClientPlan:
 
 def _client_key(
     conn: ConnectionConfig, settings: SftpSettings, creds: CredentialSet
-) -> asyncssh.SSHKey:
+) -> tuple[asyncssh.SSHKey, tuple[bytes, ...]]:
+    """The client's key, and the certificate chain (DER) it presents when `x509_login`."""
+    own = creds.get(conn.name)
+    material = own.own.get("client") if own is not None else None
+    chain = tuple(der(cert) for cert in material.chain) if material is not None else ()
+    if settings.x509_login and not chain:
+        raise ConfigError("certificates.client", "settings.x509_login presents this certificate")
     if settings.client_key is not None:
         phrase = None
         if settings.client_key_passphrase_file is not None:
             phrase = settings.client_key_passphrase_file.read_text().rstrip("\r\n")
-        return load_client_key(settings.client_key, passphrase=phrase)
-    own = creds.get(conn.name)
-    material = own.own.get("client") if own is not None else None
-    if material is None:
+        key = load_client_key(settings.client_key, passphrase=phrase)
+    elif material is not None:
+        key = key_of_private(material.key)
+    else:
         raise ConfigError("certificates.client", "the SFTP client logs in with this key")
-    return key_of_private(material.key)
+    if not settings.x509_login:
+        return key, ()
+    try:
+        x509_identity(key, chain)
+    except ValueError as exc:
+        field = "client_key" if settings.client_key is not None else "x509_login"
+        reason = f"x509_login presents certificates.client with this key: {exc}"
+        raise ConfigError(f"settings.{field}", reason) from None
+    return key, chain
 
 
 def _pins(settings: SftpSettings) -> tuple[asyncssh.SSHKey, ...]:
@@ -152,18 +168,20 @@ def _pins(settings: SftpSettings) -> tuple[asyncssh.SSHKey, ...]:
 def client_plan(conn: ConnectionConfig, creds: CredentialSet) -> ClientPlan:
     """The client parameters of one SFTP sheet (ConfigError / KeyFileError when unusable)."""
     settings = sftp_settings(conn)
+    key, chain = _client_key(conn, settings, creds)
     client = ClientParams(
         connection=conn.name,
         host=conn.network.aife.host,
         port=conn.network.aife.port,
         username=settings.username or conn.network.partner.part_id,
-        client_key=_client_key(conn, settings, creds),
+        client_key=key,
         pins=_pins(settings),
         ciphers=settings.ciphers,
         connect_timeout=settings.connect_timeout,
         remote_dir=settings.remote_dir,
         remote_dirs=dict(settings.remote_dirs),
         temp_suffix=settings.temp_suffix,
+        certificate_chain=chain,
     )
     poll = None
     if settings.poll_interval is not None and settings.poll_dirs:

@@ -1,22 +1,26 @@
 """SFTP settings: a connection sheet's `settings` block, and the proposed top-level `sftp:` block.
 
 A connection's settings say how our client reaches AIFE's server (login, remote directories,
-pinned host keys, polling of return flows) and how AIFE reaches ours (the listener on the
-sheet's `network.partner` address, AIFE authenticated by its certificate's key). The top-level
+pinned host keys, polling of return flows, RFC 6187 login with our certificate) and how AIFE
+reaches ours (the listener on the sheet's `network.partner` address, AIFE authenticated by its
+certificate: its key, or the certificate itself per RFC 6187, or only the latter). The top-level
 `SftpServerConfig` adds a listener for partner and back-office accounts that deposit flows for
 Chorus Pro and collect what came back. Defaults make the sandbox work unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import asyncssh
+from cryptography import x509
 from pydantic import Field, StringConstraints, model_validator
 
+from gateway.certload import load_certificates
 from gateway.config import (
     AccountName,
     Config,
@@ -29,17 +33,18 @@ from gateway.config import (
     SftpAccountConfig,
     SftpServerConfig,
 )
-from gateway.errors import ConfigError
+from gateway.errors import CertificateError, ConfigError
 from gateway.model import Protocol
 from protocols.sftp.keys import (
     KeyFileError,
-    certificate_key,
+    certificate_and_key,
     key_of_certificate,
     load_authorized_keys,
     wire,
 )
 from protocols.sftp.paths import TEMP_SUFFIXES, Jail
 from protocols.sftp.ports import Account, Limits, ListenerParams
+from protocols.sftp.x509auth import X509Login
 
 if TYPE_CHECKING:
     from gateway.credentials import CredentialSet
@@ -72,6 +77,7 @@ class SftpSettings(Frozen):
     poll_dirs: Mapping[InterfaceCode, RemoteDir] = Field(default_factory=dict)
     after_poll: Literal["delete", "move"] = "delete"
     poll_archive_dir: RemoteDir = "done"
+    x509_login: bool = False  # present certificates.client with its key (RFC 6187), not the key
     # --- AIFE's account on our listener (network.partner) ---
     listen: bool = True
     listen_host: NonEmpty | None = None  # default: network.partner.host
@@ -79,11 +85,17 @@ class SftpSettings(Frozen):
     account: AccountName | None = None  # login AIFE uses; default: the connection name
     authorized_keys: ConfigPath | None = None  # default: keys of certificates.partner
     host_key: ConfigPath | None = None  # default: <data_dir>/sftp/host_key-<port>
+    x509_only: bool = False  # AIFE logs in with its certificate (RFC 6187) only, never a bare key
 
     @model_validator(mode="after")
     def _pins(self) -> SftpSettings:
         if self.host_keys and self.known_hosts is not None:
             raise ValueError("give host_keys or known_hosts, not both")
+        if self.x509_only and self.authorized_keys is not None:
+            raise ValueError(
+                "x509_only: AIFE logs in with its certificate (certificates.partner); "
+                "remove authorized_keys, which only gives bare keys"
+            )
         if self.after_poll == "move" and self.poll_archive_dir in {".", "/"}:
             raise ValueError("poll_archive_dir must name a directory to move polled files to")
         return self
@@ -168,12 +180,17 @@ def _connection_draft(
             f"{where}.certificates.partner",
             "AIFE's SFTP login needs its certificate or settings.authorized_keys",
         )
+    found = creds.get(conn.name)
+    x509 = None
+    if settings.authorized_keys is None and found is not None:
+        x509 = X509Login(found.partner, found.trust_anchors, only=settings.x509_only)
     account = Account(
         name=settings.account or conn.name,
         keys=_wires(keys),
         jail=Jail(deposit_codes=frozenset(conn.subscriptions.reception), collect_codes=frozenset()),
         direction="reception",
         connection=conn.name,
+        x509=x509,
     )
     port = settings.listen_port if settings.listen_port is not None else conn.network.partner.port
     host = settings.listen_host or conn.network.partner.host
@@ -181,17 +198,45 @@ def _connection_draft(
     return _Draft(where, account, host, port, key_path)
 
 
-def _block_keys(account: SftpAccountConfig, where: str) -> list[asyncssh.SSHKey]:
+def _block_keys(
+    account: SftpAccountConfig, where: str
+) -> tuple[list[asyncssh.SSHKey], x509.Certificate | None]:
     keys: list[asyncssh.SSHKey] = []
+    cert = None
     try:
         if account.authorized_keys is not None:
             keys.extend(load_authorized_keys(account.authorized_keys))
         if account.certificate is not None:
-            keys.append(certificate_key(account.certificate))
+            cert, key = certificate_and_key(account.certificate)
+            keys.append(key)
     except KeyFileError as exc:
         field_name = "certificate" if exc.path == account.certificate else "authorized_keys"
         raise ConfigError(f"{where}.{field_name}", exc.reason) from exc
-    return keys
+    return keys, cert
+
+
+def _block_x509(
+    account: SftpAccountConfig, cert: x509.Certificate | None, *, config: Config, where: str
+) -> X509Login | None:
+    """A certificate account logs in per RFC 6187 too, once anchors can verify its chain.
+
+    Anchors: a connection account's connection's, else the gateway's. `x509_only` is read
+    leniently until `SftpAccountConfig` declares it (the lead's model).
+    """
+    conn = config.connection(account.connection or "")
+    paths = conn.certificates.trust_anchors if conn is not None else ()
+    anchors: list[x509.Certificate] = []
+    for path in paths or config.gateway.trust_anchors:
+        with contextlib.suppress(CertificateError):  # reported by the credentials check
+            anchors.extend(load_certificates(path))
+    only = account.x509_only
+    if only and (cert is None or not anchors):
+        need = "a certificate" if cert is None else "trust anchors (gateway.trust_anchors)"
+        raise ConfigError(f"{where}.x509_only", f"a login by certificate only needs {need}")
+    if only and (account.authorized_keys is not None or account.password_file is not None):
+        reason = "a login by certificate only: remove authorized_keys and password_file"
+        raise ConfigError(f"{where}.x509_only", reason)
+    return X509Login((cert,), tuple(anchors), only=only) if cert and anchors else None
 
 
 def _password(account: SftpAccountConfig, where: str) -> bytes | None:
@@ -241,15 +286,17 @@ def _block_draft(
         collect_dir=server.collect_dir,
         archive_dir=archive,
     )
+    keys, cert = _block_keys(account, where)
     built = Account(
         name=account.name,
-        keys=_wires(_block_keys(account, where)),
+        keys=_wires(keys),
         jail=jail,
         direction="emission" if account.role == "deposit" else "reception",
         environment=account.environment.value if account.environment is not None else None,
         connection=account.connection,
         password=_password(account, where),
         max_sessions=account.max_sessions,
+        x509=_block_x509(account, cert, config=config, where=where),
     )
     return _Draft(where, built, server.listen.host, server.listen.port, server.host_key)
 

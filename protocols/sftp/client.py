@@ -2,7 +2,9 @@
 
 The server's host key must be one of the pinned keys: an unknown or changed key ends the
 attempt before authentication, with its fingerprint in the error so the operator can compare
-it with what AIFE published. Every failure becomes a `TransientSendError` naming the cause.
+it with what AIFE published. With a `certificate_chain`, the connection's own key is presented
+with its certificate per RFC 6187 (`x509v3-*`), and only that way. Every failure becomes a
+`TransientSendError` naming the cause.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncssh
 
 from protocols.errors import TransientSendError
 from protocols.sftp.keys import fingerprint
+from protocols.sftp.x509auth import x509_identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,7 @@ class ClientParams:
     remote_dir: str = "."
     remote_dirs: Mapping[str, str] = field(default_factory=dict)
     temp_suffix: str = ".part"
+    certificate_chain: tuple[bytes, ...] = ()  # DER, leaf first: log in per RFC 6187
 
     def directory(self, interface_code: str) -> str:
         return self.remote_dirs.get(interface_code, self.remote_dir)
@@ -63,14 +67,20 @@ async def connect(params: ClientParams) -> asyncssh.SSHClientConnection:
         )
     watcher = _PinnedHost()
     try:
+        identity = _identity(params)
+    except ValueError as exc:
+        raise TransientSendError(f"{params.connection}: {exc}") from None
+    try:
         conn, _ = await asyncio.wait_for(
             asyncssh.create_connection(
                 lambda: watcher,
                 params.host,
                 params.port,
                 username=params.username,
-                client_keys=[params.client_key],
+                client_keys=[identity],
                 known_hosts=([key.convert_to_public() for key in params.pins], [], []),
+                x509_trusted_certs=[],  # never trust an X.509 host certificate: keys are pinned
+                x509_trusted_cert_paths=[],
                 encryption_algs=list(params.ciphers),
                 agent_path=None,
                 password=None,
@@ -84,8 +94,9 @@ async def connect(params: ClientParams) -> asyncssh.SSHClientConnection:
     except asyncssh.HostKeyNotVerifiable:
         raise TransientSendError(_host_key_refusal(params, watcher.presented)) from None
     except asyncssh.PermissionDenied as exc:
+        what = "certificate (RFC 6187)" if params.certificate_chain else "key"
         raise TransientSendError(
-            f"{params.connection}: {_where(params)} refused our key for user "
+            f"{params.connection}: {_where(params)} refused our {what} for user "
             f"{params.username!r} ({exc.reason})"
         ) from None
     except asyncssh.KeyExchangeFailed as exc:
@@ -97,6 +108,12 @@ async def connect(params: ClientParams) -> asyncssh.SSHClientConnection:
             f"{params.connection}: cannot reach {_where(params)}: {_describe(exc)}"
         ) from None
     return conn
+
+
+def _identity(params: ClientParams) -> asyncssh.SSHKey | asyncssh.SSHKeyPair:
+    if params.certificate_chain:
+        return x509_identity(params.client_key, params.certificate_chain)
+    return params.client_key
 
 
 def _host_key_refusal(params: ClientParams, presented: asyncssh.SSHKey | None) -> str:

@@ -67,19 +67,30 @@ def load_authorized_keys(path: Path) -> list[asyncssh.SSHKey]:
     return keys
 
 
-def certificate_key(path: Path) -> asyncssh.SSHKey:
-    """The public key of an X.509 certificate (PEM or DER), for certificate-bound accounts."""
+def load_certificate(path: Path) -> x509.Certificate:
+    """The first certificate of a PEM or DER file (the leaf, when the file holds a chain)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise KeyFileError(path, exc.strerror or str(exc)) from exc
     try:
-        cert = (
-            x509.load_pem_x509_certificates(data)[0]
-            if b"-----BEGIN" in data
-            else x509.load_der_x509_certificate(data)
-        )
-        return key_of_certificate(cert)
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificates(data)[0]
+        return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise KeyFileError(path, f"not a usable certificate: {exc}") from exc
+
+
+def certificate_key(path: Path) -> asyncssh.SSHKey:
+    """The public key of an X.509 certificate (PEM or DER), for certificate-bound accounts."""
+    return certificate_and_key(path)[1]
+
+
+def certificate_and_key(path: Path) -> tuple[x509.Certificate, asyncssh.SSHKey]:
+    """A certificate file's leaf and its SSH public key (RFC 6187 logins need both)."""
+    cert = load_certificate(path)
+    try:
+        return cert, key_of_certificate(cert)
     except (ValueError, asyncssh.KeyImportError) as exc:
         raise KeyFileError(path, f"not a usable certificate: {exc}") from exc
 

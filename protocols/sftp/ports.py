@@ -15,8 +15,20 @@ from typing import Literal, Protocol
 from protocols.ports import FlowDirection
 from protocols.sftp.paths import TEMP_SUFFIXES, Jail
 from protocols.sftp.ranges import DEFAULT_WINDOW
+from protocols.sftp.x509auth import X509Login
 
-AuthFailure = Literal["unknown-account", "unknown-key", "bad-password", "session-limit"]
+AuthFailure = Literal[
+    "unknown-account",
+    "unknown-key",
+    "bad-password",
+    "session-limit",
+    "x509-unknown-certificate",  # not one of the account's certificates (or none configured)
+    "x509-expired",
+    "x509-not-yet-valid",
+    "x509-untrusted-chain",  # does not reach the account's trust anchors
+    "x509-bad-signature",  # a known certificate, but no valid signature with its key followed
+    "x509-required",  # plain key or password on an account that logs in by certificate only
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +37,9 @@ class Account:
 
     `direction` "emission": a partner or back office deposits flows for Chorus Pro in
     `environment`; "reception": the Chorus Pro side of `connection` delivers flows to us.
-    `keys` holds the OpenSSH wire encoding of each authorized public key.
+    `keys` holds the OpenSSH wire encoding of each authorized public key (a configured
+    certificate's key among them); `x509`, when set, also lets the account log in with one of
+    its certificates per RFC 6187, or only that way.
     """
 
     name: str
@@ -36,6 +50,7 @@ class Account:
     connection: str | None = None
     password: bytes | None = None  # only honoured when the listener enables password login
     max_sessions: int = 10
+    x509: X509Login | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,12 @@
 """The SFTP listener on asyncssh: authentication, session limits, idle timeout, drain on stop.
 
 Each SSH connection gets a `_Connection` (asyncssh's `SSHServer` hooks): the username names an
-account, and only that account's public keys (or its password, when the listener explicitly
-enables passwords) let it in. Limits are checked at authentication: sessions per account and in
-total. After login, every SFTP channel is a `JailSession` over that account's virtual jail. No
-shell, exec, scp, port or agent forwarding is offered.
+account, and only that account's public keys, its X.509 certificates per RFC 6187 (see
+`x509auth`), or its password (when the listener explicitly enables passwords) let it in. An
+account whose certificates are `only` refuses plain keys. Limits are checked at
+authentication: sessions per account and in total. After login, every SFTP channel is a
+`JailSession` over that account's virtual jail. No shell, exec, scp, port or agent
+forwarding is offered.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from typing import Any
 
 import asyncssh
 import structlog
+from asyncssh.public_key import SSHX509CertificateChain
 
 from protocols.errors import RaccordError
 from protocols.ports import InboxPort
 from protocols.sftp.keys import load_or_create_host_key, wire
 from protocols.sftp.ports import Account, AuthFailure, ListenerParams, Mailbox, SftpObserver
 from protocols.sftp.session import JailSession, SessionContext
+from protocols.sftp.x509auth import CertificateGate, CertificateJudge, judges, trusted_union
 
 _log = structlog.get_logger(module=__name__)
 ENCRYPTION_ALGS = (
@@ -48,6 +52,7 @@ class _Connection(asyncssh.SSHServer):
         self._conn: asyncssh.SSHServerConnection | None = None
         self.account: Account | None = None
         self._failure: AuthFailure | None = None
+        self._method = ("", "")  # how the login was accepted, and with which certificate
         self._last_seen = time.monotonic()
         self._watchdog: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
@@ -71,6 +76,10 @@ class _Connection(asyncssh.SSHServer):
         return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
 
     def begin_auth(self, username: str) -> bool:
+        assert self._conn is not None
+        self._conn.set_authorized_keys(
+            CertificateGate(username, lambda chain: self._validate_x509(username, chain))
+        )
         return True  # always authenticate, so unknown names are not revealed
 
     def password_auth_supported(self) -> bool:
@@ -85,19 +94,42 @@ class _Connection(asyncssh.SSHServer):
             return self._fail("unknown-account")
         if wire(key) not in account.keys:
             return self._fail("unknown-key")
-        return self._within_limit(account)
+        if account.x509 is not None and account.x509.only:
+            return self._fail("x509-required")
+        return self._accepted(account, "publickey")
+
+    def _validate_x509(self, username: str, chain: SSHX509CertificateChain) -> bool:
+        account = self._listener.accounts.get(username)
+        if account is None:
+            return self._fail("unknown-account")
+        judge = self._listener.judges.get(username)
+        if judge is None:
+            return self._fail("x509-unknown-certificate")
+        verdict = judge.judge(chain)
+        if verdict.failure is not None:
+            detail = verdict.detail
+            _log.info("sftp.x509_refused", account=username, reason=verdict.failure, detail=detail)
+            return self._fail(verdict.failure)
+        if not self._accepted(account, "x509", verdict.detail):
+            return False
+        self._failure = "x509-bad-signature"  # asyncssh checks the signature next
+        return True
 
     def validate_password(self, username: str, password: str) -> bool:
         account = self._listener.accounts.get(username)
         if account is None or account.password is None:
             return self._fail("unknown-account")
+        if account.x509 is not None and account.x509.only:
+            return self._fail("x509-required")
         if not hmac.compare_digest(password.encode("utf-8"), account.password):
             return self._fail("bad-password")
-        return self._within_limit(account)
+        return self._accepted(account, "password")
 
-    def _within_limit(self, account: Account) -> bool:
+    def _accepted(self, account: Account, method: str, detail: str = "") -> bool:
+        """Within the account's session limit: remember how it got in, for the audit log."""
         if self._listener.sessions_of(account.name) >= account.max_sessions:
             return self._fail("session-limit")
+        self._method = (method, detail)
         return True
 
     def _fail(self, reason: AuthFailure) -> bool:
@@ -114,7 +146,14 @@ class _Connection(asyncssh.SSHServer):
             return
         self.account = account
         self._listener.observer.session_opened(account.name)
-        _log.info("sftp.session_opened", account=account.name, peer=self._peer())
+        method, certificate = self._method
+        _log.info(
+            "sftp.session_opened",
+            account=account.name,
+            peer=self._peer(),
+            auth=method,
+            certificate=certificate or None,
+        )
         self._watchdog = asyncio.ensure_future(self._idle_watch())
 
     def touch(self) -> None:
@@ -168,6 +207,7 @@ class SftpListener:
         self.mailbox = mailbox
         self.observer = observer
         self.accounts = {account.name: account for account in params.accounts}
+        self.judges: dict[str, CertificateJudge] = {}  # accounts with RFC 6187 logins (start)
         self._server: asyncssh.SSHAcceptor | None = None
         self._connections: set[_Connection] = set()
         self._sessions: Counter[str] = Counter()
@@ -201,7 +241,7 @@ class SftpListener:
         return bool(self._uploads or self._background)
 
     async def start(self) -> None:
-        """Load (or create) the host key, then listen."""
+        """Load (or create) the host key, prepare the certificate checks, then listen."""
         loop = asyncio.get_running_loop()
         try:
             host_key = await loop.run_in_executor(
@@ -209,6 +249,11 @@ class SftpListener:
             )
         except RaccordError as exc:
             raise ListenerError(f"{self.params.name}: {exc}") from exc
+        try:
+            self.judges = judges((account.name, account.x509) for account in self.params.accounts)
+            trusted = trusted_union(self.judges)
+        except (asyncssh.KeyImportError, ValueError) as exc:
+            raise ListenerError(f"{self.params.name}: a trust anchor is unusable: {exc}") from exc
         try:
             self._server = await asyncssh.create_server(
                 lambda: _Connection(self),
@@ -222,6 +267,9 @@ class SftpListener:
                 x11_forwarding=False,
                 allow_pty=False,
                 login_timeout=self.params.limits.login_timeout,
+                x509_trusted_certs=trusted,
+                x509_trusted_cert_paths=[],
+                x509_purposes="any",  # see x509auth: the key usage was checked at load
                 encryption_algs=list(ENCRYPTION_ALGS),
                 keepalive_interval=60,
             )

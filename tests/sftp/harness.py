@@ -13,11 +13,13 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncssh
+import yaml
 
 from gateway.config import Config
 from gateway.config_load import load
@@ -73,6 +75,20 @@ class GatewayEnv:
             wakeups=self.wakeups,
             clock=utcnow,
         )
+
+
+def edited(sandbox: Path, target: Path, edit: Callable[[Any], object]) -> Path:
+    """A copy of the sandbox YAML (same folder, so relative paths still work) after `edit`."""
+    data = yaml.safe_load(sandbox.read_text())
+    edit(data)
+    path = sandbox.parent / target.name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def sftp_sheet(data: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = next(c for c in data["connections"] if c["protocol"] == "sftp")
+    return found
 
 
 def loaded(sandbox: Path) -> tuple[Config, CredentialSet]:

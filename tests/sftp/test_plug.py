@@ -9,7 +9,6 @@ from typing import Any
 
 import asyncssh
 import pytest
-import yaml
 from pydantic import ValidationError
 
 from gateway.cli import main
@@ -22,26 +21,21 @@ from gateway.settings.sftp import SftpSettings, plan_listeners
 from protocols.sftp.keys import KeyFileError, key_of_certificate, load_or_create_host_key, wire
 from protocols.sftp.server import SftpListener
 from tests.pki import TestCA
-from tests.sftp.harness import GatewayEnv, gateway_env, invoice, make_key, utcnow
+from tests.sftp.harness import (
+    GatewayEnv,
+    edited,
+    gateway_env,
+    invoice,
+    make_key,
+    sftp_sheet,
+    utcnow,
+)
 
 
 class ConfigWithSftp(Config):
     """`Config` with the proposed top-level block, exactly as the lead would add it."""
 
     sftp: SftpServerConfig | None = None
-
-
-def edited(sandbox: Path, target: Path, edit: Any) -> Path:
-    """A copy of the sandbox YAML (same folder, so relative paths still work) after `edit`."""
-    data = yaml.safe_load(sandbox.read_text())
-    edit(data)
-    path = sandbox.parent / target.name
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def sftp_sheet(data: dict[str, Any]) -> dict[str, Any]:
-    return next(c for c in data["connections"] if c["protocol"] == "sftp")
 
 
 # --- validation -------------------------------------------------------------------------------
