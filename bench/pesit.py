@@ -1,21 +1,29 @@
 """A PeSIT push over TLS on loopback beside a raw asyncio TLS copy of the same bytes.
 
     python bench/pesit.py [--size-mb 100] [--rounds 3] [--window 16] [--dir /target/disk]
+                          [--variants raw,pesit,...]
 
-Every measurement runs in its own child process so that its peak RSS is its own. Rows:
+Every measurement runs in its own child process so that its peak RSS is its own, and times
+the transfer alone: from the TCP connect to the answer that the file is durable (raw: the
+one-byte answer; PeSIT: `push` returning, after TRANS.END was answered and RELEASE
+confirmed); starting the listener and opening the store are not in it. Rows:
 
 * raw: the file streamed through an asyncio TLS connection; the receiver writes it to disk
   and fsyncs it once at the end. The floor for "a file received durably over TLS".
 * pesit: our requester pushes the file (CREATE/WRITE, 65,535-byte entities each carrying one
   65,529-byte article, 32 KB sync interval: a SYN between every two entities) to our server,
-  which spools it, makes it durable before every ACK(SYN), and hands the whole file to an
-  inbox port that reads it back and fsyncs it to a file once more.
+  which spools it, makes it durable before every ACK(SYN), and hands the finished spool to
+  an inbox port that adopts it (rename, fsync of the folder): PeSIT's own cost.
 * pesit-4k: the same with 4 KB articles, 8 to a DTF, then a SYN (the gateway's default cut).
 * pesit+store: the pesit push into the real store (content-addressed payload, SHA-256,
-  SQLite record), which is what the gateway does with a received file.
+  SQLite record) through its streaming `accept`, which reads the spool back and writes it
+  again: what an inbox that cannot adopt a spooled file costs.
+* pesit+adopt: the same store through `Store.adopt`, the gateway's own path: the spool,
+  hashed while it was written, is renamed into the payload tree.
 
 Memory must stay flat in the file size: the small file is pushed too, and both peaks shown.
-Goal: pesit >= 0.7x raw.
+Goal: pesit >= 0.7x raw. This machine is shared: run several rounds and read the ranges
+(`per round` pairs each variant with the raw copy of the same round).
 """
 
 from __future__ import annotations
@@ -28,11 +36,12 @@ import os
 import resource
 import shutil
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +50,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.model import Direction
-from gateway.store import Submission, open_store
+if not __package__:  # run as `python bench/pesit.py`: its sibling modules must be importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.pesit_inboxes import (
+    AdoptingStoreInbox,
+    FileInbox,
+    StoreInbox,
+    fsync_file,
+    write_all,
+)
+from gateway.store import open_store
 from gateway.store.sqlite import SQLiteStore
 from protocols.pesit.endpoint import (
     OutgoingFile,
@@ -55,11 +73,13 @@ from protocols.pesit.endpoint import (
 )
 from protocols.pesit.events import FileInfo
 from protocols.pesit.settings import PesitSettings
-from protocols.ports import Accepted, InboxPort, Incoming
+from protocols.ports import InboxPort
 
-VARIANTS = ("raw", "pesit", "pesit-4k", "pesit+store")
+VARIANTS = ("raw", "pesit", "pesit-4k", "pesit+store", "pesit+adopt")
 ENTITY = 65535
-ARTICLES = {"pesit": ENTITY - 6, "pesit-4k": 4096, "pesit+store": ENTITY - 6}
+ARTICLES = {
+    "pesit": ENTITY - 6, "pesit-4k": 4096, "pesit+store": ENTITY - 6, "pesit+adopt": ENTITY - 6,
+}  # fmt: skip
 BLOCK = 1 << 20
 
 
@@ -131,18 +151,9 @@ def _contexts(certs: Path) -> tuple[ssl.SSLContext, ssl.SSLContext, bytes, bytes
     return server, client, ders[0], ders[1]
 
 
-def _write_durably(path: Path, chunks: list[bytes]) -> None:
-    with path.open("ab") as out:
-        out.writelines(chunks)
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb+") as out:
-        os.fsync(out.fileno())
-
-
-async def raw_copy(source: Path, work: Path, certs: Path) -> None:
-    """The floor: TLS stream in, file out, one fsync, a one-byte answer."""
+async def raw_copy(source: Path, work: Path, certs: Path) -> float:
+    """The floor: TLS stream in, file out, one fsync, a one-byte answer; the seconds from
+    the TCP connect to the answer."""
     server_tls, client_tls, _, _ = _contexts(certs)
     target = work / "raw.out"
     size = source.stat().st_size
@@ -157,77 +168,49 @@ async def raw_copy(source: Path, work: Path, certs: Path) -> None:
             left -= len(data)
             pending.append(data)
             if sum(map(len, pending)) >= BLOCK:
-                await asyncio.to_thread(_write_durably, target, pending)
+                await asyncio.to_thread(write_all, target, pending)
                 pending = []
-        await asyncio.to_thread(_write_durably, target, pending)
-        await asyncio.to_thread(_fsync, target)
+        await asyncio.to_thread(write_all, target, pending)
+        await asyncio.to_thread(fsync_file, target)
         writer.write(b"k")
         await writer.drain()
         writer.close()
 
     server = await asyncio.start_server(receive, "127.0.0.1", 0, ssl=server_tls)
     port = server.sockets[0].getsockname()[1]
+    start = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_tls)
     with source.open("rb") as handle:
         while block := await asyncio.to_thread(handle.read, BLOCK):
             writer.write(block)
             await writer.drain()
     assert await reader.read(1) == b"k"
+    seconds = time.perf_counter() - start
     writer.close()
     server.close()
+    return seconds
 
 
-class FileInbox:
-    """An inbox port that reads the spooled file back and fsyncs it once more to a file."""
-
-    def __init__(self, target: Path) -> None:
-        self._target = target
-
-    async def accept(self, data: bytes | AsyncIterable[bytes], incoming: Incoming) -> Accepted:
-        del incoming
-        size = 0
-        pending: list[bytes] = []
-        assert not isinstance(data, bytes)
-        async for chunk in data:
-            pending.append(chunk)
-            size += len(chunk)
-            if sum(map(len, pending)) >= BLOCK:
-                await asyncio.to_thread(_write_durably, self._target, pending)
-                pending = []
-        await asyncio.to_thread(_write_durably, self._target, pending)
-        await asyncio.to_thread(_fsync, self._target)
-        return Accepted("bench", "", size, duplicate=False)
+async def _inbox(variant: str, work: Path) -> tuple[InboxPort, SQLiteStore | None]:
+    if variant == "pesit+store":
+        store = await open_store(work / "store")
+        return StoreInbox(store), store
+    if variant == "pesit+adopt":
+        adopting = await open_store(work / "store")
+        return AdoptingStoreInbox(adopting), adopting
+    return FileInbox(work / "pesit.out"), None
 
 
-class StoreInbox:
-    """The inbox port over the real store (what the gateway's reception path does)."""
-
-    def __init__(self, store: SQLiteStore) -> None:
-        self._store = store
-
-    async def accept(self, data: bytes | AsyncIterable[bytes], incoming: Incoming) -> Accepted:
-        submission = Submission(
-            source=incoming.source,
-            direction=Direction.RECEPTION,
-            interface_code=incoming.interface_code,
-            protocol="pesit",
-            connection=incoming.connection,
-            expected_size=incoming.expected_size,
-        )
-        receipt = await self._store.accept(data, submission)
-        return Accepted(receipt.message_id, receipt.sha256, receipt.size, receipt.duplicate)
-
-
-async def pesit_push(
-    source: Path, work: Path, certs: Path, *, window: int, article: int, store: bool
-) -> None:
+async def pesit_push(source: Path, work: Path, certs: Path, *, variant: str, window: int) -> float:
+    """The seconds `push` takes: TLS connect, CONNECT to RELEASE, the file durable (and
+    recorded) before TRANS.END is answered. Opening the store and the listener is not in it."""
     server_tls, client_tls, client_der, server_der = _contexts(certs)
+    article = ARTICLES[variant]
     settings = PesitSettings(
         requester_id="CPRO", server_id="PA", sync_interval_kb=32, sync_window=window,
         max_entity_size=ENTITY, article_size=article,
     )  # fmt: skip
-    opened = await open_store(work / "store") if store else None
-    inbox: InboxPort = StoreInbox(opened) if opened else FileInbox(work / "pesit.out")
+    inbox, opened = await _inbox(variant, work)
     profile = ServerProfile(
         connection="bench", settings=settings, names={}, max_size=1 << 40, spool_dir=work / "spool"
     )
@@ -246,7 +229,9 @@ async def pesit_push(
         file = FileInfo(
             file_name="FEN1200A", transfer_id=1, max_size_kb=size_kb, article_size=article
         )
+        start = time.perf_counter()
         await push(peer, source, file=file)
+        return time.perf_counter() - start
     finally:
         await listener.stop(timeout=5)
         if opened is not None:
@@ -273,16 +258,10 @@ def child(variant: str, source: Path, work: Path, certs: Path, window: int) -> d
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    start = time.perf_counter()
     if variant == "raw":
-        asyncio.run(raw_copy(source, work, certs))
+        seconds = asyncio.run(raw_copy(source, work, certs))
     else:
-        pushing = pesit_push(
-            source, work, certs, window=window, article=ARTICLES[variant],
-            store=variant == "pesit+store",
-        )  # fmt: skip
-        asyncio.run(pushing)
-    seconds = time.perf_counter() - start
+        seconds = asyncio.run(pesit_push(source, work, certs, variant=variant, window=window))
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "rss_mb": rss_mb}
 
@@ -292,14 +271,24 @@ def child(variant: str, source: Path, work: Path, certs: Path, window: int) -> d
 
 @dataclass(frozen=True, slots=True)
 class Row:
+    """One variant at one size: the seconds of every round, in round order."""
+
     variant: str
     size: int
-    seconds: float  # best of the rounds
+    seconds: tuple[float, ...]
     rss_mb: float  # highest peak of the rounds
 
     @property
+    def best(self) -> float:
+        return min(self.seconds)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
     def rate(self) -> float:
-        return self.size / self.seconds / 1e6 if self.seconds else 0.0
+        return self.size / self.best / 1e6 if self.best else 0.0
 
 
 def _measure(variant: str, source: Path, base: Path, certs: Path, window: int) -> dict[str, float]:
@@ -319,9 +308,14 @@ def _measure(variant: str, source: Path, base: Path, certs: Path, window: int) -
 
 
 def run(
-    *, sizes: Sequence[int], rounds: int, window: int, directory: Path | None = None
+    *,
+    sizes: Sequence[int],
+    rounds: int,
+    window: int,
+    directory: Path | None = None,
+    variants: Sequence[str] = VARIANTS,
 ) -> list[Row]:
-    """Alternate the variants `rounds` times per size; keep the best time and highest peak."""
+    """Alternate the variants `rounds` times per size; keep every time and the highest peak."""
     base = Path(tempfile.mkdtemp(prefix="raccord-bench-pesit-", dir=directory))
     try:
         certs = base / "certs"
@@ -331,14 +325,13 @@ def run(
         for size in sizes:
             source = base / f"source-{size}"
             make_source(source, size)
-            seen: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+            seen: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
             for _ in range(rounds):
-                for variant in VARIANTS:
+                for variant in variants:
                     seen[variant].append(_measure(variant, source, base, certs, window))
             for variant, results in seen.items():
-                best = min(r["seconds"] for r in results)
-                peak = max(r["rss_mb"] for r in results)
-                rows.append(Row(variant, size, best, peak))
+                times = tuple(r["seconds"] for r in results)
+                rows.append(Row(variant, size, times, max(r["rss_mb"] for r in results)))
             source.unlink()
         return rows
     finally:
@@ -346,17 +339,25 @@ def run(
 
 
 def render(rows: Sequence[Row], *, window: int) -> str:
+    """Best and median seconds; `x raw`: best against raw's best, then the range of the
+    ratios round by round (each round runs every variant back to back, so the load they
+    share is nearly the same)."""
     lines = [
         f"PeSIT push over TLS, loopback: entities {ENTITY} B, sync interval 32 KB, window {window}",
-        f"{'variant':<12} {'size MB':>8} {'seconds':>8} {'MB/s':>8} {'x raw':>6}"
-        f" {'peak RSS MB':>12}",
+        f"{'variant':<12} {'size MB':>8} {'best s':>7} {'median':>7} {'MB/s':>7} {'x raw':>6}"
+        f" {'per round':>11} {'peak RSS MB':>12}",
     ]
-    raw = {r.size: r.rate for r in rows if r.variant == "raw"}
+    raw = {r.size: r for r in rows if r.variant == "raw"}
     for row in rows:
-        ratio = row.rate / raw[row.size] if raw.get(row.size) else 0.0
+        base = raw.get(row.size)
+        ratio = base.best / row.best if base else 0.0
+        spread = ""
+        if base and len(base.seconds) == len(row.seconds):
+            each = [b / s for b, s in zip(base.seconds, row.seconds, strict=True)]
+            spread = f"{min(each):.2f}-{max(each):.2f}"
         lines.append(
-            f"{row.variant:<12} {row.size / 1e6:>8.1f} {row.seconds:>8.3f} {row.rate:>8.1f}"
-            f" {ratio:>6.2f} {row.rss_mb:>12.1f}"
+            f"{row.variant:<12} {row.size / 1e6:>8.1f} {row.best:>7.3f} {row.median:>7.3f}"
+            f" {row.rate:>7.1f} {ratio:>6.2f} {spread:>11} {row.rss_mb:>12.1f}"
         )
     return "\n".join(lines)
 
@@ -368,6 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per size")
     parser.add_argument("--window", type=int, default=16, help="sync points in flight")
     parser.add_argument("--dir", type=Path, default=None, help="where to write (target disk)")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}"
+    )
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -376,8 +380,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args.child, args.source, args.work, args.certs, args.window)))
         return 0
+    variants = [v for v in args.variants.split(",") if v]
+    if unknown := sorted(set(variants) - set(VARIANTS)):
+        parser.error(f"unknown variants: {', '.join(unknown)}")
     sizes = [int(args.small_mb * (1 << 20)), int(args.size_mb * (1 << 20))]
-    rows = run(sizes=sizes, rounds=args.rounds, window=args.window, directory=args.dir)
+    rows = run(
+        sizes=[s for s in sizes if s > 0], rounds=args.rounds, window=args.window,
+        directory=args.dir, variants=variants,
+    )  # fmt: skip
     print(render(rows, window=args.window))
     return 0
 

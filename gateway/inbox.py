@@ -6,7 +6,8 @@ hands over bytes and a `Submission` and turns the `Receipt` into its wire acknow
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Container
+from collections.abc import AsyncIterable, Awaitable, Container
+from pathlib import Path
 from typing import Protocol
 
 from gateway.logging import get_logger
@@ -27,6 +28,10 @@ class Inbox(Protocol):
         submission: Submission,
         *,
         on_chunk: ChunkHook | None = None,
+    ) -> Receipt: ...
+
+    async def adopt(
+        self, path: Path, submission: Submission, *, sha256: str, size: int
     ) -> Receipt: ...
 
 
@@ -50,8 +55,17 @@ class StoreInbox:
         on_chunk: ChunkHook | None = None,
     ) -> Receipt:
         """Durable acceptance through the store; a duplicate answers with the original."""
+        accepting = self._store.accept(data, submission, on_chunk=on_chunk)
+        return await self._logged(accepting, submission)
+
+    async def adopt(self, path: Path, submission: Submission, *, sha256: str, size: int) -> Receipt:
+        """`accept` of a complete file an endpoint spooled and hashed (`Store.adopt`)."""
+        adopting = self._store.adopt(path, submission, sha256=sha256, size=size)
+        return await self._logged(adopting, submission)
+
+    async def _logged(self, accepting: Awaitable[Receipt], submission: Submission) -> Receipt:
         try:
-            receipt = await self._store.accept(data, submission, on_chunk=on_chunk)
+            receipt = await accepting
         except StoreError as exc:
             self._log.warning(
                 "inbox.refused",

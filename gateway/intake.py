@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from gateway import metrics
 from gateway.connections import ConnectionRegistry
@@ -19,6 +21,7 @@ from gateway.errors import ConnectionStateError, RoutingError
 from gateway.inbox import Inbox
 from gateway.interfaces import Catalogue
 from gateway.model import Direction, Environment, MessageState
+from gateway.offload import read_blocks
 from gateway.router import Router
 from gateway.routing import route
 from gateway.sniff import Sniffer
@@ -35,7 +38,17 @@ from gateway.store import (
 from gateway.wakeups import CORRELATE, DELIVER
 from protocols.ports import Accepted, Incoming, RefusalKind, TransferRefused
 
-Data = bytes | AsyncIterable[bytes]
+
+@dataclass(frozen=True, slots=True)
+class _Spooled:
+    """A complete file an endpoint spooled and hashed (`accept_spooled`)."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+Data = bytes | AsyncIterable[bytes] | _Spooled
 
 
 def _refusal(exc: StoreError) -> TransferRefused:
@@ -72,7 +85,7 @@ class GatewayInbox:
         self._router = router
         self._clock = clock
 
-    async def accept(self, data: Data, incoming: Incoming) -> Accepted:
+    async def accept(self, data: bytes | AsyncIterable[bytes], incoming: Incoming) -> Accepted:
         """Durable acceptance, or TransferRefused with the kind the endpoint maps to its wire."""
         if incoming.direction == "reception":
             receipt = await self._reception(data, incoming)
@@ -80,10 +93,25 @@ class GatewayInbox:
             receipt = await self._emission(data, incoming)
         return Accepted(receipt.message_id, receipt.sha256, receipt.size, receipt.duplicate)
 
+    async def accept_spooled(
+        self, path: Path, incoming: Incoming, *, size: int, sha256: str
+    ) -> Accepted:
+        """`protocols.ports.SpoolAdopter`: a received file is renamed into the store (no
+        second copy); an emission is streamed from `path`, its format being sniffed."""
+        if incoming.direction == "reception":
+            receipt = await self._reception(_Spooled(path, size, sha256), incoming)
+        else:
+            receipt = await self._emission(read_blocks(path), incoming)
+        return Accepted(receipt.message_id, receipt.sha256, receipt.size, receipt.duplicate)
+
     async def _durable(
         self, data: Data, submission: Submission, sniffer: Sniffer | None
     ) -> Receipt:
         try:
+            if isinstance(data, _Spooled):
+                return await self._inbox.adopt(
+                    data.path, submission, sha256=data.sha256, size=data.size
+                )
             return await self._inbox.accept(
                 data, submission, on_chunk=sniffer.feed if sniffer is not None else None
             )
@@ -122,7 +150,7 @@ class GatewayInbox:
             self._router.wakeups.notify(CORRELATE)
         return receipt
 
-    async def _emission(self, data: Data, incoming: Incoming) -> Receipt:
+    async def _emission(self, data: bytes | AsyncIterable[bytes], incoming: Incoming) -> Receipt:
         try:
             environment = Environment(incoming.environment or "")
         except ValueError:

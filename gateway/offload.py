@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -36,3 +37,10 @@ def shutdown() -> None:
     if _executor is not None:
         _executor.shutdown(wait=True)
         _executor = None
+
+
+async def read_blocks(path: Path, *, size: int = 1 << 20) -> AsyncIterator[bytes]:
+    """A file streamed in `size` blocks, each read in the worker pool (never on the loop)."""
+    with path.open("rb") as handle:
+        while block := await run_blocking(handle.read, size):
+            yield block

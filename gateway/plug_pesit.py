@@ -4,58 +4,47 @@ Everything a PeSIT adapter needs is built here from the gateway context and hand
 small objects (`protocols.pesit.endpoint.ports`): TLS contexts from the connection's own
 certificate and trust anchors, the partner certificates as pins, the settings of
 `gateway/settings/pesit.py` as the core's frozen settings, and store-backed answers to
-"may this code pass?" and "what waits for AIFE?". Durable transfer state lives under
-`<data_dir>/pesit/<connection>/`.
+"may this code pass?" and "what waits for AIFE?" (`pesit_answers`). The services that run
+are in `pesit_services`. Durable transfer state lives under `<data_dir>/pesit/<connection>/`:
+`received/` (spooled pushes), `served/` (the sync grid of pulls), `push/` and `pulled/`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import re
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import SecretStr
 
-from gateway import metrics
 from gateway.config import ConnectionConfig
 from gateway.config_load import read_secret
-from gateway.errors import ConfigError, ConnectionStateError, RaccordError
+from gateway.errors import ConfigError
 from gateway.logging import REDACTOR, get_logger
-from gateway.model import Direction, MessageState, Protocol
+from gateway.model import Protocol
 from gateway.offload import run_blocking
-from gateway.outbox import OutboxWorker, SendResult
+from gateway.pesit_answers import MetricsObserver, RegistryAdmission, StoreOutgoing
+from gateway.pesit_services import OutboxService, PesitSender, PullService
 from gateway.services import GatewayContext, Service
 from gateway.settings import settings_of
 from gateway.settings.pesit import PesitSettings
-from gateway.store import IllegalTransition, Message, RetryPolicy
-from protocols.errors import TransientSendError
-from protocols.pesit.diagnostics import DiagnosticCode, PesitLocalError
+from protocols.pesit.diagnostics import PesitLocalError
 from protocols.pesit.endpoint import (
     Journal,
-    OutgoingFile,
     Peer,
     PesitListener,
     ServerProfile,
     Spool,
     client_context,
-    pull,
     server_context,
 )
-from protocols.pesit.endpoint.outbound import send_resumable
-from protocols.pesit.endpoint.ports import bare_name
-from protocols.pesit.endpoint.serving import pesit_date
-from protocols.pesit.events import FileInfo
 from protocols.pesit.framing import PreConnection
 from protocols.pesit.settings import PesitSettings as CoreSettings
 from protocols.pesit.settings import Timers
-from protocols.ports import RefusalKind, TransferRefused
 
 log = get_logger(__name__)
 __all__ = ["admin_routes", "factory"]
@@ -171,6 +160,7 @@ class _Parts:
             settings=self.core(requester=s.aife_id(conn), server=s.our_id(conn),
                                password=self.expected),
             names=s.codes_by_name(), max_size=conn.max_size, spool_dir=self.root / "received",
+            served_dir=self.root / "served",
         )  # fmt: skip
         host, port = s.listen_address(conn)
         return PesitListener(
@@ -201,228 +191,3 @@ def _services(context: GatewayContext, conn: ConnectionConfig, where: str) -> li
             )
         )  # fmt: skip
     return services
-
-
-# -- what the adapters ask the gateway -------------------------------------------------------
-
-
-class MetricsObserver:
-    """The adapters' observations as `raccord_*` metrics (bounded labels only)."""
-
-    def __init__(self, connection: str) -> None:
-        self._connection = connection
-
-    def session(self, role: str, delta: int) -> None:
-        metrics.SESSIONS.labels("pesit", role).inc(delta)
-
-    def auth_failure(self, reason: str) -> None:
-        metrics.AUTH_FAILURES.labels("pesit", reason).inc()
-
-    def diagnostic(self, direction: str, code: DiagnosticCode) -> None:
-        label = str(code) if code.known is not None else metrics.UNKNOWN
-        metrics.PESIT_DIAGNOSTICS.labels(self._connection, direction, label).inc()
-
-    def sync_point(self, direction: str) -> None:
-        metrics.SYNC_POINTS.labels(self._connection, direction).inc()
-
-    def refused(self, kind: RefusalKind) -> None:
-        metrics.REFUSED.labels("pesit", "reception", kind.value).inc()
-
-
-class RegistryAdmission:
-    """Before a byte is spooled: the connection carries traffic and this reception code."""
-
-    def __init__(self, context: GatewayContext, connection: str) -> None:
-        self._context = context
-        self._connection = connection
-
-    def admit(self, interface_code: str) -> TransferRefused | None:
-        context = self._context
-        try:
-            view = context.registry.check_traffic(self._connection, now=context.clock())
-        except ConnectionStateError as exc:
-            return TransferRefused(RefusalKind.CONNECTION_CLOSED, exc.reason)
-        if interface_code not in context.catalogue:
-            return TransferRefused(RefusalKind.UNKNOWN_CODE, f"{interface_code} is not known")
-        if interface_code not in view.config.subscriptions.reception:
-            reason = f"{self._connection} does not receive {interface_code}"
-            return TransferRefused(RefusalKind.NOT_SUBSCRIBED, reason)
-        return None
-
-
-class StoreOutgoing:
-    """Received flows of one connection not yet delivered: what AIFE may SELECT."""
-
-    def __init__(self, context: GatewayContext, connection: str) -> None:
-        self._context = context
-        self._connection = connection
-
-    async def waiting(self, interface_code: str) -> list[OutgoingFile]:
-        store = self._context.store
-        messages = await store.list_messages(
-            state=MessageState.ACCEPTED,
-            interface_code=interface_code,
-            connection=self._connection,
-            direction=Direction.RECEPTION,
-            limit=20,
-        )
-        return [
-            OutgoingFile(
-                message_id=m.id,
-                path=store.payload_path(m),
-                size=m.size,
-                interface_code=m.interface_code,
-                created=m.created_at,
-                file_name=m.file_name,
-            )
-            for m in messages
-        ]
-
-    async def delivered(self, file: OutgoingFile, *, transfer_id: int) -> None:
-        code = metrics.code_label(file.interface_code, self._context.catalogue)
-        detail = {"protocol": "pesit", "transfer_id": transfer_id, "by": "select"}
-        try:
-            await self._context.store.mark_delivered(file.message_id, detail=detail)
-        except IllegalTransition as exc:  # delivered meanwhile by another path: keep the first
-            log.warning("pesit.already_delivered", message_id=file.message_id, reason=str(exc))
-            return
-        metrics.DELIVERIES.labels("pesit", code, "delivered").inc()
-
-
-class PesitSender:
-    """The outbox `Sender` of one connection: push to AIFE, restart where it broke."""
-
-    def __init__(
-        self, context: GatewayContext, conn: ConnectionConfig, *, peer: Peer,
-        settings: PesitSettings, journal: Journal, observer: MetricsObserver,
-    ) -> None:  # fmt: skip
-        self._context = context
-        self._conn = conn
-        self._peer = peer
-        self._settings = settings
-        self._journal = journal
-        self._observer = observer
-
-    async def send(self, message: Message, payload: Path) -> SendResult:
-        try:
-            self._context.registry.check_traffic(self._conn.name, now=self._context.clock())
-        except ConnectionStateError as exc:
-            raise TransientSendError(exc.reason) from exc
-
-        async def started(transfer_id: int, restart: bool, points: int) -> None:
-            detail = {"transfer_id": transfer_id, "restart": restart, "points": points}
-            await self._context.store.record_event(message.id, kind="pesit.transfer", detail=detail)
-
-        result = await send_resumable(
-            self._peer, payload, key=message.id, size=message.size,
-            describe=lambda tid, restart: self._file(message, tid, restart=restart),
-            journal=self._journal, started=started, offload=run_blocking, observer=self._observer,
-        )  # fmt: skip
-        return SendResult(
-            peer_message_id=str(result.transfer_id),
-            acknowledged=True,
-            detail={
-                "transfer_id": result.transfer_id,
-                "bytes": result.byte_count,
-                "resumed_from_point": result.resumed_from.point,
-                "resumed_from_byte": result.resumed_from.byte_offset,
-            },
-        )
-
-    def _file(self, message: Message, transfer_id: int, *, restart: bool) -> FileInfo:
-        label = message.file_name if self._settings.send_label else None
-        return FileInfo(
-            file_name=self._settings.virtual_name(message.interface_code),
-            transfer_id=transfer_id,
-            restart=restart,
-            article_size=self._settings.article_size,
-            max_size_kb=-(-message.size // 1024),
-            created=pesit_date(message.created_at),
-            label=bare_name(label),
-        )
-
-
-# -- services ------------------------------------------------------------------------------
-
-
-class OutboxService:
-    """The connection's outbox worker, woken by the router."""
-
-    def __init__(
-        self, context: GatewayContext, conn: ConnectionConfig, sender: PesitSender
-    ) -> None:
-        retry = conn.retry
-        policy = RetryPolicy(
-            max_attempts=retry.max_attempts, base_delay=retry.base_delay, max_delay=retry.max_delay
-        )
-        self.sender = sender
-        self.worker = OutboxWorker(context.store, sender, connection=conn.name, policy=policy)
-        self.name = f"pesit-outbox-{conn.name}"
-        self._context = context
-        self._unregister: Any = None
-
-    @property
-    def ready(self) -> bool:
-        return self._unregister is not None
-
-    async def start(self) -> None:
-        self._unregister = self._context.wakeups.register(
-            self.worker.connection, self.worker.notify
-        )
-        self.worker.start()
-
-    async def stop(self, *, timeout: float) -> None:
-        if self._unregister is not None:
-            self._unregister()
-            self._unregister = None
-        await self.worker.stop(grace=timeout)
-
-
-class PullService:
-    """Polls AIFE's server for return flows every `pull_interval` seconds."""
-
-    def __init__(
-        self, context: GatewayContext, conn: ConnectionConfig, *, peer: Peer,
-        names: dict[str, str], spool: Spool, observer: MetricsObserver, interval: float,
-    ) -> None:  # fmt: skip
-        self.name = f"pesit-pull-{conn.name}"
-        self._context, self._conn, self._peer = context, conn, peer
-        self._names, self._spool, self._observer = names, spool, observer
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def ready(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=self.name)
-
-    async def stop(self, *, timeout: float) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._task, timeout)
-
-    async def poll(self) -> int:
-        """Files taken this time; nothing is tried while the connection may not carry traffic."""
-        try:
-            self._context.registry.check_traffic(self._conn.name, now=self._context.clock())
-        except ConnectionStateError:
-            return 0
-        accepted = await pull(
-            self._peer, names=self._names, spool=self._spool, inbox=self._context.inbox_port,
-            max_size=self._conn.max_size, offload=run_blocking, observer=self._observer,
-        )  # fmt: skip
-        return len(accepted)
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                taken = await self.poll()
-            except (RaccordError, OSError) as exc:
-                log.warning("pesit.pull_failed", service=self.name, reason=str(exc))
-            else:
-                if taken:
-                    log.info("pesit.pull_done", service=self.name, files=taken)
-            await asyncio.sleep(self._interval)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
 
 from protocols.errors import RaccordError
 
@@ -70,3 +71,18 @@ class InboxPort(Protocol):
     """Durable acceptance of one file; returns only after payload and record are on disk."""
 
     async def accept(self, data: bytes | AsyncIterable[bytes], incoming: Incoming) -> Accepted: ...
+
+
+@runtime_checkable
+class SpoolAdopter(Protocol):
+    """An inbox port that also takes over a complete file an endpoint already spooled.
+
+    `path` is complete and durable, and `size` and `sha256` (hex) describe it exactly (the
+    endpoint hashed it while writing). On return the file is the inbox's (renamed into its
+    own tree when on the same file system); refused (`TransferRefused`), it may or may not
+    still be where it was. Endpoints use it when the port offers it and stream otherwise.
+    """
+
+    async def accept_spooled(
+        self, path: Path, incoming: Incoming, *, size: int, sha256: str
+    ) -> Accepted: ...

@@ -10,19 +10,23 @@ rejection the submission decided (`Submission.decide`).
 from __future__ import annotations
 
 import asyncio
+import errno
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.offload import run_blocking
+from gateway.offload import read_blocks, run_blocking
 from gateway.store import (
     ChunkHook,
     Disposition,
+    PayloadTooLarge,
     Receipt,
     StoreError,
     Submission,
+    TruncatedPayload,
 )
 from gateway.store import queries as q
 from gateway.store.checks import check_submission
-from gateway.store.spool import Spooler
+from gateway.store.spool import AdoptedSpool, Spooler
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable
@@ -65,6 +69,34 @@ class AcceptingStore:
             raise
         # From here the outcome no longer depends on the caller: a cancelled caller (peer gone)
         # must not leave a half-settled payload. Its retry will get the original receipt.
+        task = asyncio.ensure_future(self._settle(spooler, submission, disposition))
+        self._inflight.add(task)
+        task.add_done_callback(self._settled)
+        return await asyncio.shield(task)
+
+    async def adopt(self, path: Path, submission: Submission, *, sha256: str, size: int) -> Receipt:
+        """`accept` for a complete, durable file at `path` whose SHA-256 the caller computed
+        while writing it (a PeSIT spool): renamed into the payload tree, no byte copied. On
+        success the file is the store's; refused by the checks, it is left where it was;
+        failing once moved (disk), it is gone. On another file system it is streamed."""
+        self._check_open()
+        check_submission(submission)
+        if submission.max_size is not None and size > submission.max_size:
+            raise PayloadTooLarge(limit=submission.max_size, received=size)
+        if submission.expected_size is not None and size != submission.expected_size:
+            raise TruncatedPayload(expected=submission.expected_size, received=size)
+        spooler = AdoptedSpool(self._payloads, submission, sha256=sha256, size=size)
+        try:
+            await run_blocking(spooler.take, path)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise StoreError(f"cannot adopt the payload: {exc}") from exc
+            return await self.accept(read_blocks(path), submission)
+        try:
+            disposition = None if submission.decide is None else submission.decide(size)
+        except BaseException:
+            await asyncio.shield(run_blocking(spooler.abort))
+            raise
         task = asyncio.ensure_future(self._settle(spooler, submission, disposition))
         self._inflight.add(task)
         task.add_done_callback(self._settled)

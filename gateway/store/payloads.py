@@ -162,6 +162,16 @@ class SpoolFile:
         finally:
             os.close(fd)
 
+    def adopt(self, source: Path) -> None:
+        """Take over `source`, a complete file on this file system (EXDEV otherwise), as this
+        temp's content: renamed here, opened for the fsync that places it."""
+        with self._lock:
+            if self._fd is not None or self._aborted:
+                raise StoreError("the temp file is already in use")
+            os.replace(source, self.path)
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            self.size = os.fstat(self._fd).st_size
+
     def seal(self) -> Spooled:
         """Every byte is written: the digest. The file stays open until it is placed."""
         with self._lock:

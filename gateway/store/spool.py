@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable
+from pathlib import Path
 
 from gateway.offload import run_blocking
 from gateway.store import (
@@ -150,3 +151,24 @@ class Spooler:
         """Blocking: remove the temp file, whatever state it is in (a write in flight too)."""
         self._pending.clear()
         self.file.abort()
+
+
+class AdoptedSpool(Spooler):
+    """A `Spooler` whose temp an endpoint wrote and hashed (`Store.adopt`): nothing to write,
+    the digest is the endpoint's; `_settle` places it like any temp."""
+
+    def __init__(self, payloads: PayloadDir, sub: Submission, *, sha256: str, size: int) -> None:
+        super().__init__(payloads, sub, None)
+        self._sha256 = sha256
+        self.size = size
+
+    def take(self, source: Path) -> None:
+        """Blocking: move `source` in, once it is seen to hold as many bytes as announced."""
+        found = source.stat().st_size
+        if found != self.size:
+            raise TruncatedPayload(expected=self.size, received=found)
+        self.file.adopt(source)
+
+    def finish(self) -> Spooled:
+        """Blocking, like `Spooler.finish`: nothing is left to write, the digest is known."""
+        return Spooled(self.file.path, self._sha256, self.size)

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from enum import Enum
 
+from protocols.pesit.datapath import FAST_STATES, encode_data, plain_events, sync_unit
 from protocols.pesit.diagnostics import Diagnostic, DiagnosticCode, PesitError, PesitLocalError
 from protocols.pesit.events import (
     Aborted,
@@ -59,6 +60,7 @@ class PesitConnection:
 
     def __init__(self, role: Role, *, timers: Timers, framing: Framing, local_id: int) -> None:
         self._machine = Machine(role)
+        self._fast = FAST_STATES[role]
         self._reader = UnitReader(framing)
         self._timers = timers
         self._local_id = local_id
@@ -175,8 +177,7 @@ class PesitConnection:
                 Diagnostic.PROTOCOL_ERROR, f"no data to send in {self.state.name}"
             )
         batch = self._sender.articles(articles)
-        for fpdu in batch.fpdus:
-            self._send(fpdu)
+        self._send_data(batch.fpdus)
         self._events.extend(SyncPointSent(position) for position in batch.sync_points)
         self._arm(now)
         return batch.taken
@@ -207,29 +208,45 @@ class PesitConnection:
         for part in parts:
             self._out.add(part)
 
+    def _send_data(self, fpdus: list[Fpdu]) -> None:
+        """DTFs and SYNs: the table checked once for the batch where it keeps the state."""
+        if self._machine.state in self._fast.data_out:
+            encode_data(fpdus, self._out, dst=self._peer_id, framing=self._reader.framing)
+            return
+        for fpdu in fpdus:
+            self._send(fpdu)
+
     def _send_raw(self, unit: bytes) -> None:
         self._out.add(frame(unit, self._reader.framing))
 
     def _drain(self, now: float) -> None:
         try:
-            while self.state is not State.CLOSED and self._pump_one():
+            while self._machine.state is not State.CLOSED and self._pump_one():
                 pass
         except PesitError as error:
             self._abort_for(error)
         self._arm(now)
 
     def _pump_one(self) -> bool:
-        """Handle one unit from the reader; False when it holds no whole unit."""
-        unit = self._reader.next_view()
-        if unit is None:
-            return False
-        self._handle_unit(unit)
-        return True
+        """Handle the units the reader holds whole; False when it holds none."""
+        units = self._reader.next_views()
+        for unit in units:
+            self._handle_unit(unit)
+            if self._machine.state is State.CLOSED:
+                break
+        return bool(units)
 
     def _handle_unit(self, unit: bytes | memoryview) -> None:
+        events = plain_events(
+            unit, local_id=self._local_id, state=self._machine.state, fast=self._fast,
+            receiver=self._receiver, sender=self._sender,
+        )  # fmt: skip
+        if events is not None:  # the data phase's fast path (`datapath`)
+            self._events.extend(events)
+            return
         for fpdu in split_fpdus(unit):
             self._on_fpdu(fpdu)
-            if self.state is State.CLOSED:
+            if self._machine.state is State.CLOSED:
                 return
 
     def _on_fpdu(self, fpdu: Fpdu) -> None:
@@ -310,8 +327,15 @@ class PesitConnection:
 
     def _acknowledge(self, positions: list[Position]) -> None:
         """ACK(SYN) each durable point, unless the window is 0 (never acknowledged)."""
-        if self._sync.window:
-            for position in positions:
+        if not self._sync.window:
+            return
+        prefixed = self._reader.framing is Framing.PREFIXED
+        fast = self._machine.state in self._fast.ack_out
+        for position in positions:
+            unit = sync_unit(F.ACK_SYN, self._peer_id, position.point, prefixed=prefixed)
+            if fast and unit is not None:
+                self._out.add(unit)
+            else:
                 params = Params.of((PI.SYNC_NUMBER, position.point))
                 self._send(Fpdu(F.ACK_SYN, self._peer_id, params=params))
 

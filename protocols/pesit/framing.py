@@ -121,6 +121,13 @@ class _Chunks:
             out += chunk[: count - len(out)]
         return out
 
+    def u16(self) -> int:
+        """The first two bytes, big-endian (`len(self) >= 2`): a unit's length."""
+        head, pos = self._head, self._pos
+        if pos + 2 <= len(head):
+            return head[pos] << 8 | head[pos + 1]
+        return int.from_bytes(self.peek(2), "big")
+
     def take(self, count: int) -> memoryview:
         """The next `count` bytes (`count` <= len(self)), as a read-only view."""
         if self._pos == len(self._head):
@@ -203,6 +210,22 @@ class UnitReader:
     def next_view(self) -> memoryview | None:
         """`next_nsdu` without the copy: a read-only view of the received bytes."""
         return self._take_unit(fixed=None)
+
+    def next_views(self) -> list[memoryview]:
+        """Every whole NSDU held, in order: `next_view` until None, in one call."""
+        buffer = self._buffer
+        raw = self._framing is Framing.RAW
+        start, minimum = (0, HEADER_SIZE) if raw else (2, 1)
+        units: list[memoryview] = []
+        while len(buffer) >= 2:
+            size = buffer.u16()
+            if size < minimum:
+                raise DecodeError(Fault.LENGTH_MISMATCH, f"unit length {size}")
+            if len(buffer) < start + size:
+                break
+            unit = buffer.take(start + size)
+            units.append(unit[start:] if start else unit)
+        return units
 
     def _take_unit(self, *, fixed: int | None) -> memoryview | None:
         raw = self._framing is Framing.RAW

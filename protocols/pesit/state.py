@@ -17,7 +17,16 @@ from types import MappingProxyType
 from protocols.pesit.diagnostics import Diagnostic, PesitError, PesitLocalError
 from protocols.pesit.fpdu import DATA_FAMILY, FpduType
 
-__all__ = ["TABLES", "Direction", "Machine", "Role", "State", "Transition", "awaits_peer"]
+__all__ = [
+    "TABLES",
+    "Direction",
+    "Machine",
+    "Role",
+    "State",
+    "Transition",
+    "awaits_peer",
+    "keeps_state",
+]
 
 F = FpduType
 
@@ -246,6 +255,26 @@ _PEER_TURN = {
 
 def awaits_peer(role: Role, state: State) -> bool:
     return state in _PEER_TURN[role]
+
+
+def keeps_state(role: Role, direction: Direction, kinds: Iterable[FpduType]) -> frozenset[State]:
+    """The states where every one of `kinds` may go `direction` and leaves the state as it
+    was (not dropped, no negative answer): where the data phase's fast paths may skip the
+    table for each FPDU, having checked it once."""
+    table = TABLES[role]
+    found: frozenset[State] | None = None
+    for kind in kinds:
+        states = frozenset(
+            state
+            for (state, way, each), transition in table.items()
+            if way is direction
+            and each is kind
+            and transition.ok is state
+            and transition.ko is None
+            and not transition.ignore
+        )
+        found = states if found is None else found & states
+    return found or frozenset()
 
 
 class Machine:

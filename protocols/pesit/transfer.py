@@ -18,6 +18,7 @@ from protocols.pesit.pi import PI, Params, SyncPoints
 __all__ = ["Batch", "DataReceiver", "DataSender", "count_verdict"]
 
 _MAX_ARTICLES = 0xFF
+_SYNC_NUMBER = int(PI.SYNC_NUMBER)  # a plain int code, as `Params.of` stores it
 _PREFIX = 2  # the length before each article of a multi-article DTF
 
 
@@ -89,34 +90,31 @@ class DataSender:
                 Diagnostic.ARTICLE_TOO_LONG,
                 f"article of {longest} bytes, {self._max_article} announced",
             )
+        counts, entity = self._counts, self._entity
+        interval = self._sync.interval_kb * 1024
+        packed = HEADER_SIZE  # the size of the DTF `batch` makes, prefixes counted
         for article in articles:
-            if self._sync_due(len(article)):
+            size = len(article)
+            if interval and counts.since_sync and counts.since_sync + size > interval:
                 fpdus.extend(self._flush(batch))
                 if not self.can_send:
                     break
                 fpdus.append(self._syn())
-            if not self._fits(batch, article):
+            if batch and (len(batch) >= _MAX_ARTICLES or packed + _PREFIX + size > entity):
                 fpdus.extend(self._flush(batch))
-            if len(article) > self._entity - HEADER_SIZE:
+            if not batch:
+                packed = HEADER_SIZE
+            if size > entity - HEADER_SIZE:
                 fpdus.extend(self._segments(article))
             else:
                 batch.append(article)
-            self._count(article)
+                packed += _PREFIX + size
+            counts.bytes += size
+            counts.articles += 1
+            counts.since_sync += size
             taken += 1
         fpdus.extend(self._flush(batch))
         return Batch(taken, fpdus, tuple(self._unacked[points:]))
-
-    def _sync_due(self, size: int) -> bool:
-        interval = self._sync.interval_kb * 1024
-        return bool(
-            interval and self._counts.since_sync and self._counts.since_sync + size > interval
-        )
-
-    def _fits(self, batch: list[bytes], article: bytes) -> bool:
-        if not batch or len(batch) >= _MAX_ARTICLES:
-            return not batch
-        size = HEADER_SIZE + sum(_PREFIX + len(a) for a in (*batch, article))
-        return size <= self._entity
 
     def _flush(self, batch: list[bytes]) -> list[Fpdu]:
         fpdus = [Fpdu(FpduType.DTF, self._dst, data=tuple(batch))] if batch else []
@@ -131,24 +129,20 @@ class DataSender:
             Fpdu(kind, self._dst, data=(piece,)) for kind, piece in zip(kinds, pieces, strict=True)
         ]
 
-    def _count(self, article: bytes) -> None:
-        self._counts.bytes += len(article)
-        self._counts.articles += 1
-        self._counts.since_sync += len(article)
-
     def _syn(self) -> Fpdu:
         self._counts.point += 1
         self._counts.since_sync = 0
         self._unacked.append(self._counts.position())
-        return Fpdu(FpduType.SYN, self._dst, params=Params.of((PI.SYNC_NUMBER, self._counts.point)))
+        return Fpdu(FpduType.SYN, self._dst, params=Params(((_SYNC_NUMBER, self._counts.point),)))
 
     def acknowledge(self, point: int) -> list[Position]:
         """ACK(SYN) n settles every outstanding point up to n; an unknown n is a peer error."""
-        if not any(position.point == point for position in self._unacked):
-            raise PesitError(Diagnostic.PROTOCOL_ERROR, f"ACK(SYN) {point} for no pending SYN")
-        settled = [p for p in self._unacked if p.point <= point]
-        self._unacked = [p for p in self._unacked if p.point > point]
-        return settled
+        unacked = self._unacked
+        for index, position in enumerate(unacked):
+            if position.point == point:
+                settled, self._unacked = unacked[: index + 1], unacked[index + 1 :]
+                return settled  # in order: those before `point` are the earlier points
+        raise PesitError(Diagnostic.PROTOCOL_ERROR, f"ACK(SYN) {point} for no pending SYN")
 
 
 class DataReceiver:
@@ -196,6 +190,13 @@ class DataReceiver:
             return []
         article, self._segments = b"".join(self._segments), None
         return [self._article(article)]
+
+    def whole(self, articles: list[bytes]) -> list[ArticleReceived]:
+        """A DTF's articles (the fast path's `data`)."""
+        self._outside_article(FpduType.DTF)
+        self._counts.bytes += sum(map(len, articles))
+        self._counts.articles += len(articles)
+        return list(map(ArticleReceived, articles))
 
     def _article(self, article: bytes) -> ArticleReceived:
         self._counts.bytes += len(article)

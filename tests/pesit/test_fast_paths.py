@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from protocols.pesit.diagnostics import DecodeError
 from protocols.pesit.fpdu import Fpdu, FpduType, decode_fpdu, encode_fpdu, encode_parts
 from protocols.pesit.framing import Framing, UnitReader, frame
 from protocols.pesit.output import LARGE, Output
@@ -30,6 +32,43 @@ def test_units_cut_anywhere_come_out_whole_and_in_order(
         while (view := reader.next_view()) is not None:
             out.append(bytes(view))
     assert out == units
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.binary(min_size=6, max_size=3000), min_size=1, max_size=8),
+    st.lists(st.integers(1, 4000), max_size=12),
+    st.sampled_from([Framing.PREFIXED, Framing.RAW]),
+)
+def test_next_views_gives_what_next_view_gives_one_at_a_time(
+    bodies: list[bytes], cuts: list[int], framing: Framing
+) -> None:
+    units = [len(b).to_bytes(2, "big") + b[2:] for b in bodies]  # raw: the FPDU length leads
+    stream = b"".join(frame(unit, framing) for unit in units)
+    one, many = UnitReader(framing), UnitReader(framing)
+    singly: list[bytes] = []
+    batched: list[bytes] = []
+    start = 0
+    for cut in [*sorted(set(cuts)), len(stream)]:
+        one.feed(stream[start:cut])
+        many.feed(stream[start:cut])
+        start = max(start, cut)
+        while (view := one.next_view()) is not None:
+            singly.append(bytes(view))
+        batched.extend(bytes(view) for view in many.next_views())
+    assert singly == batched == units
+
+
+@pytest.mark.parametrize(
+    ("framing", "stream"),
+    [(Framing.PREFIXED, b"\x00\x00rest"), (Framing.RAW, b"\x00\x05\x00\x00\x01")],
+    ids=["prefixed-zero", "raw-below-header"],
+)
+def test_next_views_refuses_a_length_no_unit_can_have(framing: Framing, stream: bytes) -> None:
+    reader = UnitReader(framing)
+    reader.feed(stream)
+    with pytest.raises(DecodeError):
+        reader.next_views()
 
 
 def test_a_unit_inside_one_received_chunk_is_not_copied() -> None:

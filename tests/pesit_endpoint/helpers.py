@@ -10,10 +10,13 @@ import asyncio
 import datetime as dt
 import hashlib
 import ssl
-from collections.abc import AsyncIterable, Callable
+import threading
+import time
+from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.model import Direction
@@ -29,6 +32,8 @@ from protocols.pesit.endpoint import (
     server_context,
 )
 from protocols.pesit.endpoint.ports import Offload, to_thread
+from protocols.pesit.endpoint.spool import PartialFile
+from protocols.pesit.events import Position
 from protocols.pesit.settings import PesitSettings, Timers
 from protocols.ports import Accepted, InboxPort, Incoming, RefusalKind, TransferRefused
 from tests.pki import Issued, TestCA
@@ -114,8 +119,10 @@ class MemoryInbox:
 
     files: list[tuple[Incoming, bytes]] = field(default_factory=list)
     refuse: TransferRefused | None = None
+    seen: list[Incoming] = field(default_factory=list)  # every call, duplicates too
 
     async def accept(self, data: bytes | AsyncIterable[bytes], incoming: Incoming) -> Accepted:
+        self.seen.append(incoming)
         body = await _collect(data)
         if self.refuse is not None:
             raise self.refuse
@@ -193,6 +200,7 @@ async def start_listener(
     names: dict[str, str] | None = None,
     tls: ssl.SSLContext | None = None,
     offload: Offload = to_thread,
+    served: Path | None = None,
 ) -> PesitListener:
     """Our server on 127.0.0.1, expecting AIFE's certificate unless `pins` says otherwise."""
     profile = ServerProfile(
@@ -201,6 +209,7 @@ async def start_listener(
         names=names or {},
         max_size=max_size,
         spool_dir=spool,
+        served_dir=served,
     )
     listener = PesitListener(
         profile,
@@ -239,6 +248,16 @@ def peer(
     )
 
 
+def spool_left(root: Path) -> dict[str, list[str]]:
+    """What each transfer folder of a receiving spool still holds."""
+    if not root.is_dir():
+        return {}
+    return {folder.name: sorted(p.name for p in folder.iterdir()) for folder in root.iterdir()}
+
+
+SETTLED = ["meta.json"]  # a transfer handed to the inbox keeps only its identity
+
+
 async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     """Poll `condition()` until true (for things that settle after a transfer returns)."""
     loop = asyncio.get_running_loop()
@@ -257,6 +276,7 @@ class CutProxy:
         self._target = port
         self._limits: tuple[int | None, int | None] | None = (up, down)
         self.cuts = 0
+        self.down = 0  # bytes relayed from the server, over every connection
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -285,7 +305,7 @@ class CutProxy:
         (up, down), self._limits = self._limits or (None, None), None
         pipes = {
             asyncio.create_task(self._pipe(reader, up_writer, up)),
-            asyncio.create_task(self._pipe(up_reader, writer, down)),
+            asyncio.create_task(self._pipe(up_reader, writer, down, count=True)),
         }
         done, _ = await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
         if any(t.result() for t in done if not t.cancelled() and t.exception() is None):
@@ -297,9 +317,13 @@ class CutProxy:
             stream.transport.abort()
         self._tasks.discard(task)
 
-    @staticmethod
     async def _pipe(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limit: int | None
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        limit: int | None,
+        *,
+        count: bool = False,
     ) -> bool:
         """Relay until the end of the stream (False) or `limit` bytes (True: a cut)."""
         moved = 0
@@ -311,7 +335,52 @@ class CutProxy:
             writer.write(data)
             await writer.drain()
             moved += len(data)
+            if count:
+                self.down += len(data)
         return True
+
+
+class Disk:
+    """The spool's disk, slowed, held or broken: each durable append (a sync point logged, or
+    the end) first waits for `gate`, then `delay` seconds, then raises `fail` once `after`
+    appends went well. Installed over `PartialFile.append` for one test (the writer thread
+    calls it), so the real append still does the real I/O after."""
+
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        *,
+        delay: float = 0.0,
+        fail: BaseException | None = None,
+        after: int = 0,
+    ) -> None:
+        self.gate = threading.Event()
+        self.delay = delay
+        self.synced = 0
+        original = PartialFile.append
+
+        def append(
+            partial: PartialFile,
+            chunks: Sequence[bytes],
+            position: Position | None = None,
+            *,
+            durable: bool = False,
+        ) -> None:
+            if durable or position is not None:
+                self.gate.wait(10.0)  # a forgotten gate must not hang the suite
+                time.sleep(self.delay)
+                if fail is not None and self.synced >= after:
+                    raise fail  # the disk (or a bug) after `after` good syncs
+                self.synced += 1
+            original(partial, chunks, position, durable=durable)
+
+        monkeypatch.setattr(PartialFile, "append", append)
+
+    @classmethod
+    def slow(cls, monkeypatch: pytest.MonkeyPatch, delay: float) -> Disk:
+        disk = cls(monkeypatch, delay=delay)
+        disk.gate.set()
+        return disk
 
 
 class Starts(list[tuple[int, bool, int]]):

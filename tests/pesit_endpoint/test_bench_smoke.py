@@ -25,7 +25,7 @@ def test_every_variant_moves_the_file(tmp_path: Path) -> None:
         work.mkdir()
         result = child(variant, source, work, certs, 4)
         assert result["seconds"] > 0
-        rows.append(Row(variant, 300_000, result["seconds"], result["rss_mb"]))
+        rows.append(Row(variant, 300_000, (result["seconds"],), result["rss_mb"]))
     assert (tmp_path / "raw" / "raw.out").read_bytes() == source.read_bytes()
     assert (tmp_path / "pesit" / "pesit.out").read_bytes() == source.read_bytes()
     assert (tmp_path / "pesit-4k" / "pesit.out").read_bytes() == source.read_bytes()

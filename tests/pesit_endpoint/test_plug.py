@@ -46,6 +46,7 @@ from protocols.pesit.endpoint import (
     server_context,
 )
 from protocols.pesit.endpoint.outbound import send_resumable
+from protocols.pesit.endpoint.spool import logged_points
 from protocols.pesit.events import FileInfo
 from protocols.pesit.settings import PesitSettings
 from protocols.ports import Incoming
@@ -216,6 +217,8 @@ async def test_aife_pushes_a_flow_then_pulls_it_back(template: Path, tmp_path: P
         assert [b for _, b in back.files] == [body]
         delivered = await store.get(message.id)
         assert delivered.state is MessageState.DELIVERED
+    (served,) = (tmp_path / "var" / "data" / "pesit").glob("*/served")  # the pull's sync grid…
+    assert list(served.iterdir()) == []  # …kept while it ran, gone once it was delivered
 
 
 async def test_aife_push_of_an_unsubscribed_code_is_refused_before_any_byte(
@@ -448,4 +451,4 @@ async def test_gateway_killed_mid_push_from_aife_resumes_after_restart(
 
 def _points(root: Path) -> int:
     logs = list((root / "var" / "data" / "pesit").glob("*/received/*/points"))
-    return logs[0].stat().st_size // 24 if logs else 0
+    return len(logged_points(logs[0])) if logs else 0

@@ -7,23 +7,28 @@ an inbox that refuses at the end, a disk that holds its fsync, one transfer id t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Awaitable, Callable
+import errno
+from collections.abc import AsyncIterable, Awaitable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from protocols.pesit.diagnostics import Diagnostic
 from protocols.pesit.endpoint import PesitPermanentError, PesitTransientError, push
+from protocols.pesit.endpoint.spool import logged_points
 from protocols.pesit.events import FileInfo
 from protocols.ports import Accepted, Incoming, RefusalKind, TransferRefused
 from tests.pesit_endpoint.helpers import (
     CODE,
+    SETTLED,
     Admit,
+    Disk,
     MemoryInbox,
     Pki,
     Recorder,
     payload,
     peer,
+    spool_left,
     start_listener,
 )
 
@@ -129,7 +134,7 @@ async def test_push_lands_whole_with_its_name_and_id(
     assert incoming.expected_size == len(DATA)
     assert incoming.peer_message_id is not None
     assert incoming.peer_message_id.startswith("42@")
-    assert list((tmp_path / "spool").iterdir()) == []  # the spool is gone once acknowledged
+    assert spool_left(tmp_path / "spool") == {"in-42": SETTLED}  # no byte left once answered
     assert len(observer.of("sync")) >= len(DATA) // 4096 - 1
 
 
@@ -147,26 +152,12 @@ async def test_mapped_virtual_name_reaches_the_inbox_as_its_code(
     assert inbox.files[0][0].interface_code == CODE
 
 
-class GatedDisk:
-    """An offload whose spool syncs wait for `gate`: nothing is durable until it opens."""
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.synced = 0
-
-    async def __call__(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        if getattr(func, "__name__", "") == "_write" and kwargs.get("sync"):
-            await self.gate.wait()
-            self.synced += 1
-        return await asyncio.to_thread(func, *args, **kwargs)
-
-
 async def test_no_sync_point_is_acknowledged_before_it_is_durable(
-    pki: Pki, tmp_path: Path, source: Path
+    pki: Pki, tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    disk, requester_side = GatedDisk(), Recorder()
+    disk, requester_side = Disk(monkeypatch), Recorder()
     inbox = MemoryInbox()
-    listener = await start_listener(pki, tmp_path / "spool", inbox=inbox, offload=disk)
+    listener = await start_listener(pki, tmp_path / "spool", inbox=inbox)
     sending = asyncio.create_task(
         push(peer(pki, listener.port), source, file=FILE, observer=requester_side)
     )
@@ -174,7 +165,7 @@ async def test_no_sync_point_is_acknowledged_before_it_is_durable(
         await asyncio.sleep(0.5)
         assert not sending.done()  # the window is full: the sender waits for ACK(SYN)
         assert requester_side.of("sync") == []  # and none came, nothing being durable
-        assert (tmp_path / "spool" / "in-42" / "points").read_bytes() == b""  # none durable
+        assert logged_points(tmp_path / "spool" / "in-42" / "points") == []  # none durable
         disk.gate.set()
         result = await asyncio.wait_for(sending, 10)
     finally:
@@ -184,10 +175,12 @@ async def test_no_sync_point_is_acknowledged_before_it_is_durable(
     assert len(requester_side.of("sync")) > 0
 
 
-async def test_one_transfer_id_at_a_time(pki: Pki, tmp_path: Path, source: Path) -> None:
-    disk = GatedDisk()
+async def test_one_transfer_id_at_a_time(
+    pki: Pki, tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = Disk(monkeypatch)
     inbox = MemoryInbox()
-    listener = await start_listener(pki, tmp_path / "spool", inbox=inbox, offload=disk)
+    listener = await start_listener(pki, tmp_path / "spool", inbox=inbox)
     first = asyncio.create_task(push(peer(pki, listener.port), source, file=FILE))
     try:
         await asyncio.sleep(0.3)
@@ -251,3 +244,36 @@ async def test_a_label_with_a_path_reaches_the_inbox_as_a_bare_name(
     finally:
         await listener.stop(timeout=1)
     assert inbox.files[0][0].file_name == "cycle.xml"
+
+
+async def test_a_disk_failing_mid_transfer_interrupts_it_for_a_restart(
+    pki: Pki, tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No space left: IDT 2/213 with end code 4 (a restart may follow), the spool kept."""
+    disk = Disk(monkeypatch, fail=OSError(errno.ENOSPC, "No space left on device"), after=2)
+    disk.gate.set()
+    inbox, observer = MemoryInbox(), Recorder()
+    listener = await start_listener(pki, tmp_path / "spool", inbox=inbox, observer=observer)
+    try:
+        with pytest.raises(PesitTransientError) as failed:
+            await push(peer(pki, listener.port), source, file=FILE)
+    finally:
+        await listener.stop(timeout=1)
+    assert failed.value.diagnostic == Diagnostic.IO_ERROR.code
+    assert ("diagnostic", "sent", "2/213") in observer.seen
+    assert inbox.files == []
+    assert len(logged_points(tmp_path / "spool" / "in-42" / "points")) == 2  # kept for later
+
+
+async def test_a_bug_in_the_spool_thread_aborts_the_connection(
+    pki: Pki, tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a disk error but a bug: ABORT 3/399 at once, never a peer left waiting."""
+    disk = Disk(monkeypatch, fail=RuntimeError("a bug"))
+    disk.gate.set()
+    listener = await start_listener(pki, tmp_path / "spool", inbox=MemoryInbox())
+    try:
+        with pytest.raises(PesitTransientError, match="3/399"):
+            await asyncio.wait_for(push(peer(pki, listener.port), source, file=FILE), 5)
+    finally:
+        await listener.stop(timeout=1)

@@ -10,24 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from protocols.errors import SendError
 from protocols.pesit.diagnostics import Diagnostic
-from protocols.pesit.endpoint import Journal, PesitTransientError, PushResult, Spool, pull
+from protocols.pesit.endpoint import (
+    Journal,
+    PesitTransientError,
+    PushResult,
+    Spool,
+    pull,
+    push,
+)
 from protocols.pesit.endpoint.outbound import send_resumable
 from protocols.pesit.endpoint.ports import OutgoingFile, Peer
-from protocols.pesit.endpoint.spool import PushCheckpoint
+from protocols.pesit.endpoint.spool import PushCheckpoint, logged_points
 from protocols.pesit.events import FileInfo, Position
 from protocols.ports import Accepted
 from tests.pesit_endpoint.helpers import (
     CODE,
+    SETTLED,
     CutProxy,
+    Disk,
     MemoryInbox,
     Pki,
     Recorder,
@@ -35,6 +43,7 @@ from tests.pesit_endpoint.helpers import (
     Waiting,
     payload,
     peer,
+    spool_left,
     start_listener,
     wait_for,
 )
@@ -91,30 +100,19 @@ async def test_cut_mid_push_resumes_from_the_last_acknowledged_point(
     assert Journal(tmp_path / "push").load(KEY) is None  # done: nothing left to resume
 
 
-class SlowDisk:
-    """Spool syncs take `delay` seconds, so a transfer is still running when we kill it."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-
-    async def __call__(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        if getattr(func, "__name__", "") == "_write" and kwargs.get("sync"):
-            await asyncio.sleep(self.delay)
-        return await asyncio.to_thread(func, *args, **kwargs)
-
-
 def _durable_points(spool: Path) -> int:
     """Sync points logged durable in the (one) spooled transfer under `spool`."""
     logs = list(spool.glob("*/points"))
-    return logs[0].stat().st_size // 24 if logs else 0
+    return len(logged_points(logs[0])) if logs else 0
 
 
 async def test_gateway_restart_mid_push_resumes_from_the_spool(
-    pki: Pki, tmp_path: Path, source: Path
+    pki: Pki, tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spool, inbox, starts = tmp_path / "spool", MemoryInbox(), Starts()
     journal = Journal(tmp_path / "push")
-    first = await start_listener(pki, spool, inbox=inbox, offload=SlowDisk(0.02))
+    disk = Disk.slow(monkeypatch, 0.02)
+    first = await start_listener(pki, spool, inbox=inbox)
     sending: asyncio.Task[PushResult] = asyncio.create_task(
         _send(peer(pki, first.port), source, journal, starts)
     )
@@ -123,6 +121,7 @@ async def test_gateway_restart_mid_push_resumes_from_the_spool(
     with pytest.raises(SendError):
         await sending
     assert _durable_points(spool) >= 3
+    disk.delay = 0.0
     again = await start_listener(pki, spool, inbox=inbox)  # a new process, same data_dir
     try:
         result = await _send(peer(pki, again.port), source, journal, starts)
@@ -130,7 +129,7 @@ async def test_gateway_restart_mid_push_resumes_from_the_spool(
         await again.stop(timeout=1)
     assert result.resumed_from.point >= 3
     assert [body for _, body in inbox.files] == [DATA]
-    assert list(spool.iterdir()) == []
+    assert list(spool_left(spool).values()) == [SETTLED]
 
 
 async def test_restart_the_server_forgot_starts_over_and_still_lands_once(
@@ -180,15 +179,14 @@ async def test_restart_points_the_server_does_not_know_make_the_next_try_start_o
 
 
 async def test_requester_crash_mid_push_resumes_on_the_sync_grid(
-    pki: Pki, tmp_path: Path, source: Path
+    pki: Pki, tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Our side dies mid-push (no failure path runs): the journal only has the transfer id."""
     spool, inbox, starts = tmp_path / "spool", MemoryInbox(), Starts()
     journal = Journal(tmp_path / "push")
     server_side = Recorder()
-    listener = await start_listener(
-        pki, spool, inbox=inbox, offload=SlowDisk(0.01), observer=server_side
-    )
+    Disk.slow(monkeypatch, 0.01)
+    listener = await start_listener(pki, spool, inbox=inbox, observer=server_side)
     try:
         sending = asyncio.create_task(_send(peer(pki, listener.port), source, journal, starts))
         await wait_for(lambda: _durable_points(spool) >= 3)
@@ -276,3 +274,100 @@ async def test_pull_restart_the_server_cannot_honour_starts_over_at_the_next_pol
         await again.stop(timeout=1)
     assert [body for _, body in inbox.files] == [DATA]
     assert [d for d, _ in waiting.done] == ["M1"]
+
+
+async def test_pull_cut_then_gateway_restart_resumes_from_the_kept_sync_grid(
+    pki: Pki, tmp_path: Path, source: Path
+) -> None:
+    """Our server keeps where a served file's SYNs fall (`served_dir`): a restarted gateway
+    honours AIFE's restarted READ instead of refusing it (2/214) and sending it all again."""
+    waiting = Waiting(
+        [OutgoingFile("M1", source, len(DATA), CODE, created=CREATED, file_name="f.xml")]
+    )
+    pulled, inbox, grid = Spool(tmp_path / "pulled"), MemoryInbox(), tmp_path / "grid"
+
+    def once(port: int) -> Awaitable[list[Accepted]]:
+        target = peer(pki, port)
+        return pull(target, names={CODE: CODE}, spool=pulled, inbox=inbox, max_size=1 << 30)
+
+    first = await start_listener(pki, tmp_path / "served", outgoing=waiting, served=grid)
+    try:
+        async with CutProxy(first.port, down=len(DATA) // 2) as relay:
+            with pytest.raises(PesitTransientError):
+                await once(relay.port)
+    finally:
+        await first.stop(timeout=1)
+    assert len(list(grid.iterdir())) == 1  # the grid of the pull in progress, on disk
+    again = await start_listener(pki, tmp_path / "served", outgoing=waiting, served=grid)
+    try:
+        async with CutProxy(again.port) as relay:
+            assert len(await once(relay.port)) == 1  # resumed at AIFE's point, not refused
+            assert relay.down < len(DATA) * 3 // 4  # only the rest of the file travelled
+    finally:
+        await again.stop(timeout=1)
+    assert [body for _, body in inbox.files] == [DATA]
+    assert [d for d, _ in waiting.done] == ["M1"]
+    assert list(grid.iterdir()) == []  # delivered: nothing left to resume
+
+
+async def test_kept_grid_of_another_file_or_cut_is_not_trusted(
+    pki: Pki, tmp_path: Path, source: Path
+) -> None:
+    """The grid names the message, its size, the article size and the interval: a READ
+    restarted against anything else (here: the file changed size) is refused, not resumed
+    at a wrong byte."""
+    waiting = Waiting(
+        [OutgoingFile("M1", source, len(DATA), CODE, created=CREATED, file_name="f.xml")]
+    )
+    pulled, inbox, grid = Spool(tmp_path / "pulled"), MemoryInbox(), tmp_path / "grid"
+
+    def once(port: int) -> Awaitable[list[Accepted]]:
+        target = peer(pki, port)
+        return pull(target, names={CODE: CODE}, spool=pulled, inbox=inbox, max_size=1 << 30)
+
+    first = await start_listener(pki, tmp_path / "served", outgoing=waiting, served=grid)
+    try:
+        async with CutProxy(first.port, down=len(DATA) // 2) as relay:
+            with pytest.raises(PesitTransientError):
+                await once(relay.port)
+    finally:
+        await first.stop(timeout=1)
+    (kept,) = grid.iterdir()
+    kept.write_text(kept.read_text().replace(f'"size": {len(DATA)}', '"size": 1'))
+    again = await start_listener(pki, tmp_path / "served", outgoing=waiting, served=grid)
+    try:
+        assert await once(again.port) == []  # refused: the spool is dropped, as before
+        assert len(await once(again.port)) == 1  # and the next poll takes it from the start
+    finally:
+        await again.stop(timeout=1)
+    assert [body for _, body in inbox.files] == [DATA]
+
+
+async def test_a_restart_of_a_transfer_already_handed_on_keeps_its_peer_message_id(
+    pki: Pki, tmp_path: Path, source: Path
+) -> None:
+    """The sender crashed after we took the file and answered, before it heard: it restarts
+    the same transfer (PI 15 = 1, same PI 13, 12 and 51). The file travels again (its bytes
+    are gone from the spool) but reaches the inbox under the same peer message id, which
+    is how an inbox knows it holds that file already."""
+    spool, inbox, starts = tmp_path / "spool", MemoryInbox(), Starts()
+    journal = Journal(tmp_path / "push")
+    listener = await start_listener(pki, spool, inbox=inbox)
+    try:
+        first = await _send(peer(pki, listener.port), source, journal, starts)
+        journal.save(KEY, PushCheckpoint(first.transfer_id, len(DATA)))  # what a crash leaves
+        again = await _send(peer(pki, listener.port), source, journal, starts)
+        journal.save(KEY, PushCheckpoint(first.transfer_id, len(DATA)))
+        other = replace(
+            FileInfo(file_name=CODE, transfer_id=first.transfer_id, max_size_kb=391),
+            created="260301120000",  # another file that reuses the transfer id
+        )
+        await push(peer(pki, listener.port), source, file=replace(other, restart=True))
+        await push(peer(pki, listener.port), source, file=describe(first.transfer_id, False))
+    finally:
+        await listener.stop(timeout=1)
+    assert (starts[1][1], again.transfer_id) == (True, first.transfer_id)
+    assert again.resumed_from == Position()  # nothing left to resume from: all again
+    ids = [incoming.peer_message_id for incoming in inbox.seen]
+    assert ids[0] == ids[1]  # the restart is that transfer
+    assert len(set(ids)) == 3  # another file, or a fresh start (PI 15 = 0), is not

@@ -6,13 +6,21 @@ holds, another file under the same transfer id, keys that try to leave the folde
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
 
 import pytest
 
-from protocols.pesit.endpoint.spool import Journal, PushCheckpoint, Spool, SpoolMeta
+from protocols.pesit.endpoint import spool as spool_module
+from protocols.pesit.endpoint.spool import (
+    Journal,
+    PushCheckpoint,
+    Spool,
+    SpoolMeta,
+    logged_points,
+)
 from protocols.pesit.events import Position
 
 META = SpoolMeta(
@@ -135,3 +143,50 @@ def test_prune_forgets_only_old_transfers(tmp_path: Path) -> None:
     assert spool.prune(older_than=7 * 86400, now=time.time()) == ["in-7"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in-8"]
     assert Spool(tmp_path / "missing").prune(older_than=1, now=time.time()) == []
+
+
+def test_the_spool_hashes_what_it_wrote_also_across_a_resume(tmp_path: Path) -> None:
+    """An adopting inbox trusts this digest: it must cover every byte, the resumed ones too."""
+    spool = _spool_three_points(tmp_path)
+    partial = spool.resume("in-7", META)
+    assert partial is not None
+    partial.append([b"tail"], durable=True)
+    with pytest.raises(ValueError, match="hashed"):
+        _ = partial.sha256  # four bytes written and not hashed yet: no digest
+    partial.digest([b"tail"])
+    whole = (tmp_path / "in-7" / "data").read_bytes()
+    assert partial.sha256 == hashlib.sha256(whole).hexdigest()
+    assert partial.size == len(whole) == 3004
+    assert partial.path == tmp_path / "in-7" / "data"
+    partial.close()
+    partial.close()  # again: harmless
+
+
+def test_a_resume_whose_data_cannot_be_read_back_is_no_resume(tmp_path: Path) -> None:
+    spool = _spool_three_points(tmp_path)
+    (tmp_path / "in-7" / "data").unlink()
+    assert spool.resume("in-7", META) is None
+
+
+def test_the_log_is_written_ahead_in_zeros_and_read_up_to_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records overwrite zeros written ahead (no size change to commit); growing past them
+    writes more; the reader stops at the first zeroed record and a resume cuts the rest."""
+    monkeypatch.setattr(spool_module, "_LOG_AHEAD", 5 * 24)
+    spool = Spool(tmp_path)
+    partial = spool.create("in-7", META)
+    for point in range(1, 13):
+        partial.append([b"x" * 10], Position(point, point * 10, point))
+    log = tmp_path / "in-7" / "points"
+    assert log.stat().st_size == 15 * 24  # three steps of five records
+    assert [p.point for p in logged_points(log)] == list(range(1, 13))
+    partial.close()
+    resumed = spool.resume("in-7", META)
+    assert resumed is not None
+    assert resumed.durable == Position(12, 120, 12)
+    assert log.stat().st_size == 12 * 24
+    resumed.append([b"y" * 10], Position(13, 130, 13))
+    assert logged_points(log)[-1] == Position(13, 130, 13)
+    resumed.close()
+    assert logged_points(tmp_path / "missing") == []

@@ -1,6 +1,6 @@
 """The TLS listener of one connection's PeSIT server (pesit.md §2: TLS from the first byte).
 
-The TLS handshake runs in our own code (`start_tls`) rather than inside `start_server`, so a
+The TLS handshake runs in our own code (`start_tls`) rather than inside `create_server`, so a
 refused client is counted and logged with the reason instead of disappearing in asyncio's
 exception handler. After the handshake the client's certificate must be one of this
 connection's partner certificates: chaining to a trusted CA is not enough, another
@@ -10,9 +10,9 @@ connection's (valid) certificate is refused the same way as an unknown one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -26,10 +26,12 @@ from protocols.pesit.endpoint.ports import (
     ServerProfile,
     to_thread,
 )
+from protocols.pesit.endpoint.served import ServedLog
 from protocols.pesit.endpoint.server import ServerApp
 from protocols.pesit.endpoint.serving import ServerShared
-from protocols.pesit.endpoint.session import READ_LIMIT, Session, peer_certificate
+from protocols.pesit.endpoint.session import Session
 from protocols.pesit.endpoint.spool import Spool
+from protocols.pesit.endpoint.wire import Wire
 from protocols.pesit.server import PesitServer
 from protocols.ports import InboxPort
 
@@ -88,16 +90,18 @@ class PesitListener:
     async def start(self) -> None:
         """Listen; a port that cannot be bound is logged and leaves the listener not ready.
 
-        Transfers spooled long ago and never restarted are forgotten first.
+        Transfers spooled (and pulls served) long ago and never restarted are forgotten first.
         """
         spool = Spool(self.profile.spool_dir)
         pruned = await self._offload(spool.prune, older_than=SPOOL_MAX_AGE, now=time.time())
+        if self.profile.served_dir is not None:
+            served = ServedLog(self.profile.served_dir)
+            pruned += await self._offload(served.prune, older_than=SPOOL_MAX_AGE, now=time.time())
         if pruned:
             self._log.warning("pesit.spool_pruned", transfers=pruned)
         try:
-            self._server = await asyncio.start_server(
-                self._accept, self._host, self._port, limit=READ_LIMIT
-            )
+            loop = asyncio.get_running_loop()
+            self._server = await loop.create_server(self._incoming, self._host, self._port)
         except OSError as exc:
             self._log.error(
                 "pesit.listen_failed", host=self._host, port=self._port, reason=str(exc)
@@ -118,50 +122,57 @@ class PesitListener:
         if server is not None:
             await server.wait_closed()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _incoming(self) -> _Incoming:
+        return _Incoming(self._accept)
+
+    async def _accept(self, wire: Wire) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
-        peer = writer.get_extra_info("peername")
+        peer = None if wire.transport is None else wire.transport.get_extra_info("peername")
         log = self._log.bind(peer=f"{peer[0]}:{peer[1]}" if peer else "?")
         try:
             if len(self._handlers) > self._max_sessions:
                 log.warning("pesit.too_many_sessions", limit=self._max_sessions)
                 return
-            if not await self._authenticate(writer, log):
+            if not await self._authenticate(wire, log):
                 return
-            await self._serve(reader, writer)
+            await self._serve(wire)
         except Exception:  # a bug in one session must not stop the listener
             log.exception("pesit.session_crashed")
         finally:
             self._handlers.discard(task)
-            if not writer.is_closing():
-                writer.close()
-            with contextlib.suppress(*_HANDSHAKE_ERRORS):
-                await asyncio.wait_for(writer.wait_closed(), 5.0)
+            await wire.close()
 
-    async def _authenticate(self, writer: asyncio.StreamWriter, log: Any) -> bool:
+    async def _authenticate(self, wire: Wire, log: Any) -> bool:
         timeout = self.profile.settings.timers.tc
+        loop = asyncio.get_running_loop()
+        plain = wire.transport
+        assert isinstance(plain, asyncio.WriteTransport)
         try:
-            await writer.start_tls(self._ssl, ssl_handshake_timeout=timeout)
+            tls = await loop.start_tls(
+                plain, wire, self._ssl, server_side=True, ssl_handshake_timeout=timeout
+            )
         except _HANDSHAKE_ERRORS as exc:
+            wire.forget()  # start_tls closed the transport; nothing will report its end
             self._observer.auth_failure("tls")
             log.warning("pesit.tls_refused", error=type(exc).__name__, reason=str(exc))
             return False
-        certificate = peer_certificate(writer)
+        wire.transport = tls
+        certificate = wire.peer_certificate()
         if certificate is None or certificate not in self._pins:
             self._observer.auth_failure("certificate")
             log.warning("pesit.certificate_refused", reason="not this connection's partner")
             return False
         return True
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, wire: Wire) -> None:
         settings = self.profile.settings
         loop = asyncio.get_running_loop()
         core = PesitServer(
             now=loop.time(), timers=settings.timers, connection_id=settings.connection_id
         )
-        session = Session(core, reader, writer)
+        session = Session(core, wire)
         app = ServerApp(
             session,
             core,
@@ -179,3 +190,17 @@ class PesitListener:
         finally:
             self._observer.session("server", -1)
             await app.close()
+
+
+class _Incoming(Wire):
+    """A fresh TCP connection: its handler starts at once, before a byte is read (the first
+    bytes are the TLS handshake, which `start_tls` must see, not this protocol)."""
+
+    def __init__(self, accept: Callable[[Wire], Coroutine[Any, Any, None]]) -> None:
+        super().__init__()
+        self._accept = accept
+        self.handler: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.handler = asyncio.get_running_loop().create_task(self._accept(self))

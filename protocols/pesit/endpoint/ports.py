@@ -13,15 +13,16 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, Protocol, TypeVar
+from typing import ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from protocols.pesit.diagnostics import Diagnostic, DiagnosticCode
 from protocols.pesit.settings import PesitSettings
-from protocols.ports import RefusalKind, TransferRefused
+from protocols.ports import Accepted, Incoming, RefusalKind, TransferRefused
 
 __all__ = [
     "REFUSAL_DIAGNOSTICS",
     "Admission",
+    "AdoptingInbox",
     "NullObserver",
     "Observer",
     "Offload",
@@ -78,6 +79,22 @@ def bare_name(label: str | None) -> str | None:
     if name in {"", ".", ".."} or not name.isascii() or not name.isprintable():
         return None
     return name[:255]
+
+
+@runtime_checkable
+class AdoptingInbox(Protocol):
+    """An inbox port that takes a finished spool over as a file instead of reading it back.
+
+    `path` is complete and durable, `size` and `sha256` (hex) describe it exactly: the
+    spool hashed the bytes as it wrote them. Once this returns, the file is the inbox's
+    (typically renamed into its own tree, on the same file system); the caller never touches
+    it again. On `TransferRefused` it may or may not still be where it was. A port without
+    this method gets the bytes streamed through `InboxPort.accept`.
+    """
+
+    async def accept_spooled(
+        self, path: Path, incoming: Incoming, *, size: int, sha256: str
+    ) -> Accepted: ...
 
 
 class Observer(Protocol):
@@ -146,6 +163,7 @@ class ServerProfile:
     `settings` are seen from the requester's side, as the core compares them with the CONNECT:
     `requester_id` is AIFE's id, `server_id` ours, `password` the one AIFE must send.
     `names` maps a PI 12 (upper case) to its interface code; unmapped names are codes already.
+    `served_dir` keeps what a READ restarted after a gateway restart needs (`served`).
     """
 
     connection: str
@@ -153,6 +171,7 @@ class ServerProfile:
     names: Mapping[str, str]
     max_size: int
     spool_dir: Path
+    served_dir: Path | None = None  # where pulls keep their sync grid; None: memory only
 
     def code_of(self, virtual_name: str) -> str:
         name = virtual_name.strip().upper()

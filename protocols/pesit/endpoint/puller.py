@@ -218,7 +218,7 @@ class _PullApp:
             expected_size=current.receiver.size,
         )
         try:
-            accepted = await self._inbox.accept(current.receiver.chunks(), incoming)
+            accepted = await current.receiver.hand_over(self._inbox, incoming)
         except TransferRefused as refusal:
             self._observer.refused(refusal.kind)
             self._log.warning("pesit.pull_refused", kind=refusal.kind.value, reason=refusal.reason)

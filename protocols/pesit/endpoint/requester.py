@@ -9,7 +9,6 @@ out as `SendError`s that say whether trying again can help.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ from protocols.errors import PermanentSendError, SendError, TransientSendError
 from protocols.pesit.diagnostics import Diagnostic, DiagnosticCode
 from protocols.pesit.endpoint.ports import NullObserver, Observer, Offload, Peer, to_thread
 from protocols.pesit.endpoint.sending import FileSender
-from protocols.pesit.endpoint.session import READ_LIMIT, Session, peer_certificate
+from protocols.pesit.endpoint.session import Session
+from protocols.pesit.endpoint.wire import Wire
 from protocols.pesit.events import (
     Aborted,
     Connected,
@@ -100,14 +100,15 @@ def failure(stage: str, diagnostic: DiagnosticCode, text: str = "") -> SendError
 
 async def call(peer: Peer, core: PesitRequester) -> Session:
     """TLS to AIFE's server, its certificate pinned; the session is ready for `connect()`."""
+    loop = asyncio.get_running_loop()
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
+        _, wire = await asyncio.wait_for(
+            loop.create_connection(
+                Wire,
                 peer.host,
                 peer.port,
                 ssl=peer.ssl_context,
                 ssl_handshake_timeout=peer.connect_timeout,
-                limit=READ_LIMIT,
             ),
             peer.connect_timeout,
         )
@@ -117,14 +118,12 @@ async def call(peer: Peer, core: PesitRequester) -> Session:
         raise PesitTransientError(
             f"cannot reach {peer.host}:{peer.port}: {exc or type(exc).__name__}"
         ) from exc
-    if peer_certificate(writer) not in peer.pins:
-        writer.close()
-        with contextlib.suppress(OSError, TimeoutError):
-            await asyncio.wait_for(writer.wait_closed(), 5.0)
+    if wire.peer_certificate() not in peer.pins:
+        await wire.close()
         raise PesitPermanentError(
             f"the server at {peer.host}:{peer.port} is not this connection's partner certificate"
         )
-    return Session(core, reader, writer)
+    return Session(core, wire)
 
 
 def unwind(core: PesitRequester, now: float) -> None:

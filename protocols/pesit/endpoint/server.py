@@ -11,7 +11,7 @@ answered.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -109,8 +109,13 @@ class ServerApp:
 
     async def on_event(self, event: Event) -> None:  # noqa: PLR0912 - one dispatch table
         match event:  # the data phase first: it is nearly every event
-            case ArticleReceived(data=data):
-                await self._article(data)
+            case ArticleReceived(data=data):  # inline: once per article
+                push = self._push
+                if push is not None and push.receiver is not None:
+                    if push.receiver.take(data):
+                        await push.receiver.room()
+                    if push.receiver.size > self._profile.max_size:
+                        self._too_large()
             case SyncPointReached(position=position) if self._push and self._push.receiver:
                 self._push.receiver.sync_point(position)
             case PreConnectionRequested():
@@ -128,7 +133,7 @@ class ServerApp:
             case SelectRequested(file=file):
                 await self._pull.select(file)
             case ReadRequested(restart_point=point):
-                self._pull.read(point)
+                await self._pull.read(point)
             case SyncPointSent(position=position):
                 self._pull.sent(position)
             case SyncPointAcknowledged():
@@ -200,6 +205,10 @@ class ServerApp:
             created=file.created,
             label=file.label,
         )
+        if file.restart:  # the same transfer keeps its peer message id, even once it ended
+            known = await self._offload(self._spool.peek, key)
+            if known is not None and known.same_transfer(meta):
+                meta = replace(meta, started=known.started)
         partial = await self._offload(self._spool.resume, key, meta) if file.restart else None
         if partial is None:
             partial = await self._offload(self._spool.create, key, meta)
@@ -228,14 +237,9 @@ class ServerApp:
         self._log.error("pesit.spool_failed", error=str(error))
         self._stop_transfer(Diagnostic.IO_ERROR, END_ERROR)
 
-    async def _article(self, data: bytes) -> None:
-        push = self._push
-        if push is None or push.receiver is None:
-            return
-        await push.receiver.article(data)
-        if push.receiver.size > self._profile.max_size:
-            self._observer.refused(RefusalKind.TOO_LARGE)
-            self._stop_transfer(Diagnostic.QUOTA_EXCEEDED, END_CANCELLED)
+    def _too_large(self) -> None:
+        self._observer.refused(RefusalKind.TOO_LARGE)
+        self._stop_transfer(Diagnostic.QUOTA_EXCEEDED, END_CANCELLED)
 
     def _stop_transfer(self, diagnostic: Diagnostic, end_code: int) -> None:
         """IDT: the transfer stops, the connection stays (pesit.md §8)."""
@@ -278,7 +282,7 @@ class ServerApp:
             expected_size=push.receiver.size,
         )
         try:
-            accepted = await self._inbox.accept(push.receiver.chunks(), incoming)
+            accepted = await push.receiver.hand_over(self._inbox, incoming)
         except TransferRefused as refusal:
             self._observer.refused(refusal.kind)
             self._log.warning("pesit.push_refused", kind=refusal.kind.value, reason=refusal.reason)
@@ -296,8 +300,9 @@ class ServerApp:
             duplicate=accepted.duplicate,
         )
 
-    async def _drop_push(self, *, discard: bool) -> None:
-        """Free the transfer id; the spool goes (`discard`) or stays for a restart."""
+    async def _drop_push(self, *, discard: bool, settled: bool = False) -> None:
+        """Free the transfer id; the spool goes (`discard`), keeps only the transfer's
+        identity (`settled`: handed to the inbox) or stays whole for a restart."""
         push, self._push = self._push, None
         if push is None:
             return
@@ -306,7 +311,9 @@ class ServerApp:
             await push.receiver.close()
         else:
             await self._offload(push.partial.close)
-        if discard:
+        if settled:
+            await self._offload(self._spool.settle, push.key)
+        elif discard:
             await self._offload(self._spool.discard, push.key)
 
     # -- endings ---------------------------------------------------------------------------
@@ -316,7 +323,7 @@ class ServerApp:
         if self._pull.active:
             await self._pull.ended(ok)
         else:
-            await self._drop_push(discard=True)
+            await self._drop_push(discard=True, settled=ok)
 
     async def _interrupted(self, event: TransferInterrupted | Aborted) -> None:
         if not event.diagnostic.ok and event.by_peer:

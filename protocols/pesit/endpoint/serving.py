@@ -1,8 +1,10 @@
 """Serving AIFE's pulls (SELECT/READ): the oldest flow waiting for it under the PI 12 asked.
 
 The transfer id we give a served file is derived from its message id, so a SELECT restarted
-with that PI 13 finds the same file again; the sync points we placed are kept (in memory,
-for the listener's life) so that a READ restarted at one of them resumes right after it.
+with that PI 13 finds the same file again; the sync points we placed are kept so that a READ
+restarted at one of them resumes right after it: in memory for the listener's life and, when
+the profile names a `served_dir`, as the file's sync grid on disk (`served`), which a
+restarted gateway reads back.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from protocols.pesit.endpoint.ports import (
     diagnostic_for,
 )
 from protocols.pesit.endpoint.sending import FileSender
+from protocols.pesit.endpoint.served import ServedFile, ServedLog
 from protocols.pesit.endpoint.session import Session
 from protocols.pesit.events import FileInfo, Position
 from protocols.pesit.server import PesitServer
@@ -93,7 +96,8 @@ class PullServing:
         self._shared = shared
         self._offload = offload
         self._refuse = refuse
-        self._log = log
+        self._events = log
+        self._log = None if profile.served_dir is None else ServedLog(profile.served_dir)
         self._pull: _Pull | None = None
 
     @property
@@ -124,13 +128,23 @@ class PullServing:
             label=bare_name(chosen.file_name),
         )
         self._core.accept_select(answer, now=self._session.now())
-        self._log.info("pesit.pull_selected", message_id=chosen.message_id, transfer_id=transfer_id)
+        self._events.info(
+            "pesit.pull_selected", message_id=chosen.message_id, transfer_id=transfer_id
+        )
 
-    def read(self, point: int) -> None:
+    async def read(self, point: int) -> None:
         pull = self._pull
         assert pull is not None
-        points = self._shared.served.get(pull.transfer_id, {})
-        start = Position() if point == 0 else points.get(point)
+        grid = self._grid(pull)
+        if point == 0:
+            start: Position | None = Position()
+            if self._log is not None:  # durable before the first SYN can leave
+                await self._offload(self._log.save, pull.transfer_id, grid)
+        else:
+            start = self._shared.served.get(pull.transfer_id, {}).get(point)
+            if start is None and self._log is not None:
+                kept = await self._offload(self._log.load, pull.transfer_id)
+                start = kept.position(point) if kept == grid else None
         if start is None:
             self._refuse(Diagnostic.RESTART_NEGOTIATION_FAILED, f"no sync point {point}", None)
             return
@@ -144,6 +158,15 @@ class PullServing:
             on_end=lambda: self._core.end_data(now=self._session.now()),
         )
         pull.sender.begin()
+
+    def _grid(self, pull: _Pull) -> ServedFile:
+        """How this session places the SYNs of `pull` (what a restart must find unchanged)."""
+        return ServedFile(
+            pull.file.message_id,
+            pull.file.size,
+            self._profile.settings.article_size,
+            self._core.sync_points.interval_kb,
+        )
 
     def sent(self, position: Position) -> None:
         if self._pull is not None:
@@ -160,7 +183,9 @@ class PullServing:
             return
         await self._outgoing.delivered(pull.file, transfer_id=pull.transfer_id)
         self._shared.served.pop(pull.transfer_id, None)
-        self._log.info("pesit.pull_served", message_id=pull.file.message_id)
+        if self._log is not None:
+            await self._offload(self._log.clear, pull.transfer_id)
+        self._events.info("pesit.pull_served", message_id=pull.file.message_id)
 
     def stop(self) -> None:
         """The transfer was interrupted or the connection lost: the file stays waiting."""

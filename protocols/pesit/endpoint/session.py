@@ -1,16 +1,15 @@
-"""One sans-IO PeSIT core driven over an asyncio stream: bytes in, events out, timers kept.
+"""One sans-IO PeSIT core driven over a `Wire`: bytes in, events out, timers kept.
 
 The loop is h11's: hand received bytes to the core, give each event to the application, write
 what the core queued, sleep until the next byte or the core's next deadline. Work the
 application runs beside the loop (making data durable, reading the file to send) calls the core
-directly and then `poke()`s the loop, which flushes and re-reads the deadline.
+directly and then `poke()`s the loop, which flushes and re-reads the deadline. The wire wakes
+the loop itself when bytes arrive: no task waits on the socket.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -18,53 +17,42 @@ import structlog
 
 from protocols.pesit.connection import PesitConnection
 from protocols.pesit.diagnostics import Diagnostic
+from protocols.pesit.endpoint.wire import Wire
 from protocols.pesit.events import Event
 from protocols.pesit.state import State
 
-__all__ = ["READ_LIMIT", "EventHandler", "Session", "peer_certificate"]
+__all__ = ["EventHandler", "Session"]
 
 EventHandler = Callable[[Event], Awaitable[None]]
-READ_SIZE = 262144
-READ_LIMIT = 2 * READ_SIZE  # StreamReader limit: the transport pauses at twice this, not at 128 KB
-_TRANSPORT_ERRORS = (OSError, ssl.SSLError, EOFError)
 _log = structlog.get_logger(module=__name__)
 
 
-def peer_certificate(writer: asyncio.StreamWriter) -> bytes | None:
-    """The DER certificate the TLS peer authenticated with, if any."""
-    tls = writer.get_extra_info("ssl_object")
-    if not isinstance(tls, ssl.SSLObject):
-        return None
-    return tls.getpeercert(binary_form=True)
-
-
 class Session:
-    """Runs `core` over (`reader`, `writer`) until the core is closed and the transport done."""
+    """Runs `core` over `wire` until the core is closed and the transport done."""
 
-    def __init__(
-        self,
-        core: PesitConnection,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
+    def __init__(self, core: PesitConnection, wire: Wire) -> None:
         self.core = core
-        self._reader = reader
-        self._writer = writer
+        self.wire = wire
         self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        self._reading: asyncio.Task[None] | None = None
-        self._received: bytes | None = None  # the mailbox between the reader and the loop
-        self._room = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        self._poked = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watchers: list[asyncio.Future[None]] = []
-        self._eof = False
+        self._eof = False  # the end of the stream was given to the core
+        wire.on_ready = self._wake
 
     def now(self) -> float:
         return self._loop.time()
 
     def poke(self) -> None:
         """The core was called from outside the loop: flush and look at the deadline again."""
-        self._wake.set()
+        self._poked = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
         """Run `work` beside the loop; it is cancelled when the session ends."""
@@ -98,14 +86,12 @@ class Session:
 
     async def flush(self) -> None:
         data = self.core.data_to_send()  # one write: TLS cuts it into full records
-        if data and not self._writer.is_closing():
-            self._writer.write(data)
-            with contextlib.suppress(*_TRANSPORT_ERRORS):
-                await self._writer.drain()
+        if data:
+            self.wire.write(data)
+            await self.wire.drain()
 
     async def run(self, handle: EventHandler) -> None:
         """Serve until the core is closed and (after Tr at most) the transport too."""
-        self._reading = self._loop.create_task(self._read_loop(), name="pesit-read")
         try:
             while True:
                 while (event := self.core.next_event()) is not None:
@@ -114,16 +100,22 @@ class Session:
                 if self._finished():
                     return
                 await self._wait()
-                data, self._received = self._received, None
-                if data is not None:
-                    self._room.set()
-                    self._eof = not data
-                    self.core.receive_data(data, now=self.now())
-                else:
-                    self.core.handle_timeout(self.now())
+                self._feed()
                 self._changed()
         finally:
             await self.close()
+
+    def _feed(self) -> None:
+        """What arrived, or the end of the stream once; else the timers' turn."""
+        chunks = self.wire.take()
+        now = self.now()
+        for chunk in chunks:
+            self.core.receive_data(chunk, now=now)
+        if self.wire.ended and not self._eof:
+            self._eof = True
+            self.core.receive_data(b"", now=now)
+        elif not chunks:
+            self.core.handle_timeout(now)
 
     def _finished(self) -> bool:
         if self.core.state is not State.CLOSED:
@@ -132,39 +124,27 @@ class Session:
 
     async def _wait(self) -> None:
         """Until bytes arrived, the session was poked, or the core's deadline passed."""
-        if self._received is None and not self._wake.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(self.core.next_deadline()):  # now() is loop time
-                    await self._wake.wait()
-        self._wake.clear()
-
-    async def _read_loop(self) -> None:
-        """One chunk at a time into the mailbox; the next read waits until it is taken."""
-        while True:
-            try:
-                data = await self._reader.read(READ_SIZE)
-            except _TRANSPORT_ERRORS as exc:
-                _log.info("pesit.transport_lost", error=type(exc).__name__, detail=str(exc))
-                data = b""
-            self._room.clear()
-            self._received = data
-            self._wake.set()
-            if not data:
-                return
-            await self._room.wait()
+        if self._poked or self.wire.has_data or (self.wire.ended and not self._eof):
+            self._poked = False
+            return
+        waiter = self._waiter = self._loop.create_future()
+        deadline = self.core.next_deadline()  # now() is loop time
+        timer = None if deadline is None else self._loop.call_at(deadline, self._wake)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+        self._poked = False
 
     async def close(self) -> None:
-        """Cancel side work and the pending read; close the transport."""
-        pending = [*self._tasks, *([self._reading] if self._reading else [])]
+        """Cancel side work; close the transport."""
+        pending = list(self._tasks)
         for task in pending:
             task.cancel()
         for result in await asyncio.gather(*pending, return_exceptions=True):
-            if isinstance(result, Exception) and not isinstance(result, _TRANSPORT_ERRORS):
+            if isinstance(result, Exception) and not isinstance(result, OSError):
                 _log.error("pesit.side_task_failed", error=repr(result))
-        self._reading = None
         self._changed()
-        if not self._writer.is_closing():
-            with contextlib.suppress(*_TRANSPORT_ERRORS):
-                self._writer.close()
-        with contextlib.suppress(*_TRANSPORT_ERRORS, TimeoutError):
-            await asyncio.wait_for(self._writer.wait_closed(), 5.0)
+        await self.wire.close()

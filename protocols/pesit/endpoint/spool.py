@@ -1,10 +1,12 @@
 """What survives a gateway restart in the middle of a PeSIT transfer, on disk under data_dir.
 
 Receiving (`Spool`): one folder per transfer holds `meta.json` (who sends what, written once),
-`data` (the bytes so far) and `points` (an append-only log of durable sync points, each record
-with its CRC). A sync point is logged only after `data` is fsynced up to it, and is fsynced
-before ACK(SYN) leaves: whatever the log says is on disk. On resume, `data` is cut back to the
-last logged point and the peer restarts right after it.
+`data` (the bytes so far) and `points` (a log of durable sync points, each record with its
+CRC, written over zeros laid ahead of it). A sync point is logged only after `data` is
+fsynced up to it, and is fsynced before ACK(SYN) leaves: whatever the log says is on disk. On
+resume, `data` is cut back to the last logged point and the peer restarts right after it.
+A finished transfer keeps its `meta.json` alone for a while (`settle`): a restart of it is
+still that transfer.
 
 Sending (`Journal`): one small JSON file per outgoing message with its transfer id and the sync
 points sent but maybe not yet acknowledged, replaced atomically; a restart offers them to the
@@ -17,28 +19,41 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
 import shutil
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from protocols.pesit.events import Position
 
-__all__ = ["Journal", "PartialFile", "PushCheckpoint", "Spool", "SpoolMeta"]
+__all__ = [
+    "Journal",
+    "PartialFile",
+    "PushCheckpoint",
+    "Spool",
+    "SpoolMeta",
+    "checked_key",
+    "fsync_dir",
+    "logged_points",
+    "write_atomic",
+]
 
 _KEY = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _RECORD = struct.Struct(">IQQI")  # point, byte offset, article offset, CRC-32 of the first 20
 _BODY = _RECORD.size - 4
 _IOV_MAX = 512  # buffers per writev (the system limit is at least 1024)
 _DSYNC = getattr(os, "RWF_DSYNC", 0)  # Linux: a write that is also its own fdatasync
+_HASH_BLOCK = 1 << 20
+_LOG_AHEAD = 64 << 10  # zeroed log space written ahead: a record overwrites, never extends
 
 
-def _checked(key: str) -> str:
+def checked_key(key: str) -> str:
     if not _KEY.match(key) or key in {".", ".."}:
         raise ValueError(f"spool key {key!r} is not a plain name")
     return key
@@ -52,7 +67,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """Temp file, fsync, rename, fsync the folder: the old or the new content, never half."""
     temp = path.with_name(f".{path.name}.tmp")
     with temp.open("w", encoding="utf-8") as handle:
@@ -93,7 +108,9 @@ class PartialFile:
 
     The thread that writes competes with the busy event loop for the interpreter lock each
     time a system call returns, so a durable append costs as few calls as the platform
-    allows: a `pwritev` with RWF_DSYNC for the data, another for the log record.
+    allows: a `pwritev` with RWF_DSYNC for the data, another for the log record. The bytes
+    are hashed as they are written (`digest`), so a finished spool can be handed to an inbox
+    that adopts the file instead of reading it back.
     """
 
     def __init__(self, folder: Path, meta: SpoolMeta, durable: Position) -> None:
@@ -103,9 +120,42 @@ class PartialFile:
         self._data = os.open(folder / "data", os.O_RDWR)
         self._points = os.open(folder / "points", os.O_WRONLY)
         self._end = durable.byte_offset
-        self._log_end = os.fstat(self._points).st_size
+        self._log_end = self._log_room = os.fstat(self._points).st_size
         self._dirty = False  # bytes written that no sync covered yet
         self._dsync = _DSYNC
+        self._hash = hashlib.sha256()
+        self._hashed = 0
+
+    @property
+    def path(self) -> Path:
+        """The data file: complete and durable once the transfer's last pass is."""
+        return self.folder / "data"
+
+    @property
+    def size(self) -> int:
+        """Bytes appended so far (durable or not)."""
+        return self._end
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of what `digest` was given: the whole file once it is all written."""
+        if self._hashed != self._end:
+            raise ValueError(f"{self._hashed} of {self._end} spooled bytes hashed")
+        return self._hash.hexdigest()
+
+    def digest(self, chunks: Iterable[bytes]) -> None:
+        """Hash `chunks`, the bytes appended after those already hashed, in order."""
+        for chunk in chunks:
+            self._hash.update(chunk)
+            self._hashed += len(chunk)
+
+    def hash_prefix(self) -> None:
+        """A resumed spool: hash what the earlier connections left (read once, at resume)."""
+        while self._hashed < self._end:
+            block = self.read(self._hashed, min(_HASH_BLOCK, self._end - self._hashed))
+            if not block:
+                raise OSError(f"spool data ends at {self._hashed} of {self._end} bytes")
+            self.digest([block])
 
     def append(
         self, chunks: Sequence[bytes], position: Position | None = None, *, durable: bool = False
@@ -122,11 +172,23 @@ class PartialFile:
         if position is not None:
             body = _RECORD.pack(position.point, position.byte_offset, position.article_offset, 0)
             record = body[:_BODY] + zlib.crc32(body[:_BODY]).to_bytes(4, "big")
+            if self._log_end + len(record) > self._log_room:
+                self._log_ahead()
             self._log_end += self._write(self._points, [record], self._log_end, sync=True)
             if self._dirty:  # the platform could not write it synchronously
                 os.fdatasync(self._points)
                 self._dirty = False
             self.durable = position
+
+    def _log_ahead(self) -> None:
+        """Zeros past the last record, on disk: a record written over them changes neither the
+        log's size nor its blocks, so making it durable needs no journal commit of its own."""
+        zeros = bytes(_LOG_AHEAD)
+        written = 0
+        while written < len(zeros):
+            written += os.pwrite(self._points, zeros[written:], self._log_room + written)
+        os.fdatasync(self._points)
+        self._log_room += _LOG_AHEAD
 
     def _write(self, fd: int, chunks: Sequence[bytes], offset: int, *, sync: bool) -> int:
         """All of `chunks` at `offset`, synchronously if asked and possible; bytes written."""
@@ -150,9 +212,12 @@ class PartialFile:
         return os.pread(self._data, size, offset)
 
     def close(self) -> None:
-        for fd in (self._data, self._points):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        """Close both files; again is harmless (a closed number may be someone else's now)."""
+        fds, (self._data, self._points) = (self._data, self._points), (-1, -1)
+        for fd in fds:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 def _after(batch: list[bytes], written: int) -> list[bytes]:
@@ -173,7 +238,7 @@ class Spool:
     def peek(self, key: str) -> SpoolMeta | None:
         """The identity of the transfer spooled under `key`, if a readable one is there."""
         try:
-            raw = json.loads((self.root / _checked(key) / "meta.json").read_text("utf-8"))
+            raw = json.loads((self.root / checked_key(key) / "meta.json").read_text("utf-8"))
             return SpoolMeta(**raw)
         except (OSError, ValueError, TypeError):
             return None
@@ -184,34 +249,51 @@ class Spool:
         if found is None or not found.same_transfer(meta):
             return None
         folder = self.root / key
-        durable = _last_point(folder / "points")
         try:
+            durable = _last_point(folder / "points")
             with (folder / "data").open("r+b") as data:
                 if os.fstat(data.fileno()).st_size < durable.byte_offset:
                     return None  # the log claims more than the data holds: not ours to trust
                 data.truncate(durable.byte_offset)
                 os.fsync(data.fileno())
+            partial = PartialFile(folder, found, durable)
         except OSError:
             return None
-        return PartialFile(folder, found, durable)
+        try:
+            partial.hash_prefix()
+        except OSError:
+            partial.close()
+            return None
+        return partial
 
     def create(self, key: str, meta: SpoolMeta) -> PartialFile:
         """A fresh spool for `meta`, replacing whatever `key` held."""
         self.discard(key)
-        folder = self.root / _checked(key)
+        folder = self.root / checked_key(key)
         _make_dir(self.root)
         folder.mkdir()
         fsync_dir(self.root)
         (folder / "data").touch()
         (folder / "points").touch()
-        _write_atomic(folder / "meta.json", json.dumps(asdict(meta), sort_keys=True))
+        write_atomic(folder / "meta.json", json.dumps(asdict(meta), sort_keys=True))
         return PartialFile(folder, meta, Position())
 
     def discard(self, key: str) -> None:
-        folder = self.root / _checked(key)
+        folder = self.root / checked_key(key)
         if folder.exists():
             shutil.rmtree(folder)
             fsync_dir(self.root)
+
+    def settle(self, key: str) -> None:
+        """The transfer is over and its file handed on: its bytes go, its identity stays (until
+        `prune`), so that a restart of the same transfer (a sender that crashed before it heard
+        the answer) is known as that transfer, not taken for a new one."""
+        folder = self.root / checked_key(key)
+        for name in ("data", "points"):
+            with contextlib.suppress(FileNotFoundError):
+                (folder / name).unlink()
+        if folder.is_dir():
+            fsync_dir(folder)
 
     def prune(self, *, older_than: float, now: float) -> list[str]:
         """Forget transfers untouched for `older_than` seconds: no restart is coming."""
@@ -227,24 +309,34 @@ class Spool:
         return gone
 
 
-def _last_point(path: Path) -> Position:
-    """The last intact record of the log (a torn tail from a crash is ignored and cut)."""
+def logged_points(path: Path) -> list[Position]:
+    """The intact records of a points log, in order, up to the first torn, flipped or zeroed
+    one (a crash mid-append, or the zeroed space written ahead of the records)."""
     try:
         raw = path.read_bytes()
     except OSError:
-        return Position()
-    last, good = Position(), 0
+        return []
+    found: list[Position] = []
+    last = Position()
     for start in range(0, len(raw) - _RECORD.size + 1, _RECORD.size):
         point, byte_offset, article_offset, crc = _RECORD.unpack_from(raw, start)
         body = raw[start : start + _BODY]
         if zlib.crc32(body) != crc or point <= last.point or byte_offset < last.byte_offset:
             break
-        last, good = Position(point, byte_offset, article_offset), start + _RECORD.size
-    if good != len(raw):
+        last = Position(point, byte_offset, article_offset)
+        found.append(last)
+    return found
+
+
+def _last_point(path: Path) -> Position:
+    """The last intact record of the log; what follows it (torn, or zeroed) is cut."""
+    found = logged_points(path)
+    good = len(found) * _RECORD.size
+    if path.stat().st_size != good:
         with path.open("r+b") as log:
             log.truncate(good)
             os.fsync(log.fileno())
-    return last
+    return found[-1] if found else Position()
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +361,7 @@ class Journal:
 
     def load(self, key: str) -> PushCheckpoint | None:
         try:
-            raw = json.loads((self.root / f"{_checked(key)}.json").read_text("utf-8"))
+            raw = json.loads((self.root / f"{checked_key(key)}.json").read_text("utf-8"))
             positions = tuple(Position(*p) for p in raw["positions"])
             on_grid = raw.get("on_grid") is True
             return PushCheckpoint(int(raw["transfer_id"]), int(raw["size"]), positions, on_grid)
@@ -284,8 +376,8 @@ class Journal:
             "positions": [[p.point, p.byte_offset, p.article_offset] for p in checkpoint.positions],
             "on_grid": checkpoint.on_grid,
         }
-        _write_atomic(self.root / f"{_checked(key)}.json", json.dumps(raw))
+        write_atomic(self.root / f"{checked_key(key)}.json", json.dumps(raw))
 
     def clear(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            (self.root / f"{_checked(key)}.json").unlink()
+            (self.root / f"{checked_key(key)}.json").unlink()
