@@ -26,6 +26,7 @@ from gateway.router import Router
 from gateway.routing import route
 from gateway.sniff import Sniffer
 from gateway.store import (
+    ConflictingRepeat,
     IllegalTransition,
     InvalidSubmission,
     PayloadTooLarge,
@@ -56,7 +57,7 @@ def _refusal(exc: StoreError) -> TransferRefused:
         return TransferRefused(RefusalKind.TOO_LARGE, str(exc))
     if isinstance(exc, TruncatedPayload):
         return TransferRefused(RefusalKind.TRUNCATED, str(exc))
-    if isinstance(exc, InvalidSubmission):
+    if isinstance(exc, InvalidSubmission | ConflictingRepeat):
         return TransferRefused(RefusalKind.INVALID, str(exc))
     return TransferRefused(RefusalKind.UNAVAILABLE, "the gateway could not store the file")
 

@@ -103,6 +103,7 @@ class Receipt:
     duplicate: bool
     accepted_at: datetime
     state: MessageState = MessageState.ACCEPTED  # after the commit; a duplicate's: the original's
+    conflict: str | None = None  # inside the store only: the sha256 a reused peer id brought
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +247,23 @@ class InvalidSubmission(StoreError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class ConflictingRepeat(StoreError):
+    """A peer message id already recorded for other bytes: never taken for the first file.
+
+    A resend carries the same content; the same id on different content is a peer's mistake
+    (or an identity collision) that must be refused and seen, not answered as a duplicate,
+    which would silently drop the new file.
+    """
+
+    def __init__(self, peer_message_id: str, *, original: str, sha256: str) -> None:
+        super().__init__(
+            f"peer message id {peer_message_id!r} already names message {original} with other "
+            f"content (sha256 {sha256[:12]}…): refused, not taken for a repeat"
+        )
+        self.peer_message_id = peer_message_id
+        self.original = original
 
 
 # --- the protocol --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from gateway.offload import read_blocks, run_blocking
 from gateway.store import (
     ChunkHook,
+    ConflictingRepeat,
     Disposition,
     PayloadTooLarge,
     Receipt,
@@ -119,9 +120,19 @@ class AcceptingStore:
             self._place_and_record, spooler, sub, disposition, loop, recorded
         )
         try:
-            receipt = await recorded
+            try:
+                receipt = await recorded
+            except StoreError:  # not recorded: bytes placed for it are referenced by nothing
+                if placed:
+                    await run_blocking(self._discard, spooled.sha256)
+                raise
             if placed and receipt.duplicate and receipt.sha256 != spooled.sha256:
                 await run_blocking(self._discard, spooled.sha256)
+            if receipt.conflict is not None:
+                assert sub.peer_message_id is not None
+                raise ConflictingRepeat(
+                    sub.peer_message_id, original=receipt.message_id, sha256=receipt.conflict
+                )
             return receipt
         finally:
             if placed:

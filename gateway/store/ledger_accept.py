@@ -100,8 +100,11 @@ class AcceptLedger:
             orig, matched = found
             detail = {"matched": matched, "sha256": sha256, "size": size}
             detail |= {"peer_message_id": sub.peer_message_id, "file_name": sub.file_name}
-            self._event(conn, orig.id, at=now, kind="duplicate", state=None, detail=detail)
-            return Receipt(orig.id, orig.sha256, orig.size, True, orig.created_at, orig.state)
+            conflict = matched == "peer_message_id" and orig.sha256 != sha256
+            kind = "conflicting_repeat" if conflict else "duplicate"  # the first is refused
+            self._event(conn, orig.id, at=now, kind=kind, state=None, detail=detail)
+            return Receipt(orig.id, orig.sha256, orig.size, True, orig.created_at, orig.state,
+                           conflict=sha256 if conflict else None)  # fmt: skip
         if not placed:
             raise StoreError("the message this submission repeated is gone; submit it again")
         new = Message(

@@ -90,7 +90,8 @@ async def test_replayed_message_id_gets_the_same_mdn_and_one_message(
 ) -> None:
     layout = Layout(tmp_path, parties)
     headers, body = openssl_message(parties, XML)
-    again = openssl_message(parties, XML + b"<!-- resent -->", msg_id=headers["Message-ID"])
+    again = openssl_message(parties, XML, msg_id=headers["Message-ID"])  # re-signed, re-sealed
+    other = openssl_message(parties, XML + b"<!-- other -->", msg_id=headers["Message-ID"])
     async with running_gateway(write_config(layout)) as gw:
         first = await post(f"{layout.base_url}/as2", headers, body)
         second = await post(f"{layout.base_url}/as2", headers, body)
@@ -98,6 +99,12 @@ async def test_replayed_message_id_gets_the_same_mdn_and_one_message(
         assert first[0] == second[0] == third[0] == 200
         assert first[2] == second[2] == third[2]  # byte-identical MDN, signature included
         assert first[1]["Message-ID"] == third[1]["Message-ID"]
+        # the same Message-ID on other content is not a replay: refused, never taken for one
+        conflict = await post(f"{layout.base_url}/as2", other[0], other[1])
+        assert conflict[0] == 200
+        assert conflict[2] != first[2]
+        assert b"processed/error" in conflict[2]
+        assert b"already names message" in conflict[2]
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         request = f"POST /as2 HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(body)}\r\n"
         raw = await raw_request(layout.listen_port, request.encode() + b"\r\n" + body)
@@ -107,4 +114,6 @@ async def test_replayed_message_id_gets_the_same_mdn_and_one_message(
         messages = await gw.context.store.list_messages(connection=QUAL)
         assert len(messages) == 1
         kinds = [e.kind for e in await gw.context.store.events(messages[0].id)]
-        assert kinds == ["accepted", "as2.mdn_sent", "duplicate", "duplicate", "duplicate"]
+        assert kinds == [
+            "accepted", "as2.mdn_sent", "duplicate", "duplicate", "conflicting_repeat", "duplicate"
+        ]  # fmt: skip

@@ -278,9 +278,21 @@ async def test_the_file_name_may_come_from_content_disposition(
 async def test_the_same_idempotency_key_is_one_message(api: Api) -> None:
     key = {"Idempotency-Key": "order-2026-0042"}
     first = await api.post(UBL, headers=key)
-    second = await api.post(UBL.replace(b"2026-09-01", b"2026-09-02"), headers=key)
+    second = await api.post(UBL, headers=key)
     assert (first[0], second[0]) == (201, 200)
     assert first[1]["message_id"] == second[1]["message_id"]
+
+
+async def test_an_idempotency_key_reused_for_another_body_is_refused(api: Api) -> None:
+    """Answering with the first message would drop the second invoice without a word."""
+    key = {"Idempotency-Key": "order-2026-0042"}
+    first = await api.post(UBL, headers=key)
+    status, body, _ = await api.post(UBL.replace(b"2026-09-01", b"2026-09-02"), headers=key)
+    assert (first[0], status) == (201, 400)
+    assert body["error"] == "invalid"
+    assert "order-2026-0042" in body["reason"]
+    events = await api.world.store.events(first[1]["message_id"])
+    assert [e.kind for e in events][-1] == "conflicting_repeat"
 
 
 async def test_a_large_chunked_body_is_streamed_to_disk(api: Api) -> None:

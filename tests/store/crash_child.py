@@ -20,7 +20,15 @@ from pathlib import Path
 import structlog
 
 from gateway.model import Direction, Environment, MessageState
-from gateway.store import Decide, RejectWith, RetryPolicy, RouteTo, Submission, open_store
+from gateway.store import (
+    ConflictingRepeat,
+    Decide,
+    RejectWith,
+    RetryPolicy,
+    RouteTo,
+    Submission,
+    open_store,
+)
 from gateway.store.sqlite import SQLiteStore
 
 PRODUCERS = 4
@@ -53,7 +61,7 @@ async def producer(store: SQLiteStore, rng: random.Random, index: int) -> None:
         if history and roll < 0.1:
             data, peer = rng.choice(history)  # a resend: must come back as a duplicate
         elif history and roll < 0.15:
-            data, peer = rng.randbytes(rng.randint(1, 5000)), rng.choice(history)[1]
+            data, peer = rng.randbytes(rng.randint(1, 5000)), rng.choice(history)[1]  # refused
         else:
             data = rng.randbytes(rng.choices(SIZES, WEIGHTS)[0])
             peer = f"<{index}-{n}-{rng.getrandbits(48)}@child>" if rng.random() < 0.5 else None
@@ -68,7 +76,10 @@ async def producer(store: SQLiteStore, rng: random.Random, index: int) -> None:
             decide=rng.choice(DECISIONS),
         )
         payload = data if rng.random() < 0.5 else pieces(data, rng)
-        receipt = await store.accept(payload, submission)
+        try:
+            receipt = await store.accept(payload, submission)
+        except ConflictingRepeat:  # a peer id reused for other bytes: refused, nothing acked
+            continue
         emit(f"ACK {receipt.message_id} {receipt.sha256}")
 
 

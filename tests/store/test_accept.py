@@ -12,6 +12,7 @@ import pytest
 
 from gateway.model import Direction, Environment, MessageState
 from gateway.store import (
+    ConflictingRepeat,
     InvalidSubmission,
     PayloadTooLarge,
     StoreError,
@@ -302,7 +303,7 @@ async def test_duplicate_by_peer_id_returns_the_original_receipt(
     store: SQLiteStore, root: Path
 ) -> None:
     first = await store.accept(b"original", sub(peer_message_id="<42@as2>"))
-    again = await store.accept(b"different bytes", sub(peer_message_id="<42@as2>"))
+    again = await store.accept(b"original", sub(peer_message_id="<42@as2>", file_name="b.xml"))
     assert again.duplicate
     assert (again.message_id, again.sha256, again.size) == (
         first.message_id,
@@ -313,9 +314,26 @@ async def test_duplicate_by_peer_id_returns_the_original_receipt(
     events = await store.events(first.message_id)
     assert [e.kind for e in events] == ["accepted", "duplicate"]
     assert events[1].detail["matched"] == "peer_message_id"
-    assert events[1].detail["sha256"] == sha(b"different bytes")
     assert payload_files(root) == [store.payload_path(await store.get(first.message_id))]
     assert temp_files(root) == []
+
+
+async def test_a_peer_id_reused_for_other_bytes_is_refused_not_taken_for_a_repeat(
+    store: SQLiteStore, root: Path
+) -> None:
+    """Answering it as a duplicate would drop the new file while its sender believes it sent."""
+    first = await store.accept(b"original", sub(peer_message_id="<42@as2>"))
+    with pytest.raises(ConflictingRepeat, match="<42@as2>") as refused:
+        await store.accept(b"different bytes", sub(peer_message_id="<42@as2>"))
+    assert refused.value.original == first.message_id
+    events = await store.events(first.message_id)
+    assert [e.kind for e in events] == ["accepted", "conflicting_repeat"]
+    assert events[1].detail["sha256"] == sha(b"different bytes")
+    assert events[1].detail["matched"] == "peer_message_id"
+    assert payload_files(root) == [store.payload_path(await store.get(first.message_id))]
+    assert temp_files(root) == []
+    with raw_db(root) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 1
 
 
 async def test_duplicate_by_content_returns_the_original_receipt(
@@ -367,10 +385,16 @@ async def test_twenty_identical_concurrent_submissions_make_one_message(
 async def test_concurrent_same_peer_id_with_different_bytes_keeps_only_the_original_payload(
     store: SQLiteStore, root: Path
 ) -> None:
-    receipts = await asyncio.gather(
-        *(store.accept(f"version {i}".encode(), sub(peer_message_id="<race@x>")) for i in range(20))
+    outcomes = await asyncio.gather(
+        *(
+            store.accept(f"version {i}".encode(), sub(peer_message_id="<race@x>"))
+            for i in range(20)
+        ),
+        return_exceptions=True,
     )
-    assert len({r.message_id for r in receipts}) == 1
+    receipts = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(receipts) == 1
+    assert all(isinstance(o, ConflictingRepeat) for o in outcomes if o not in receipts)
     original = await store.get(receipts[0].message_id)
     assert payload_files(root) == [store.payload_path(original)]
     assert temp_files(root) == []
