@@ -173,7 +173,7 @@ async def test_restart_points_the_server_does_not_know_make_the_next_try_start_o
         result = await _send(peer(pki, listener.port), source, journal, starts)
     finally:
         await listener.stop(timeout=1)
-    assert starts[2][0] != starts[0][0]  # a fresh transfer id
+    assert starts[2][:2] == (starts[0][0], False)  # the same file: its id, announced as new
     assert result.resumed_from == Position()
     assert [body for _, body in inbox.files] == [DATA]
 

@@ -9,7 +9,7 @@ cannot work, the journal is cleared and the next attempt starts over.
 
 from __future__ import annotations
 
-import secrets
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +26,7 @@ from protocols.pesit.endpoint.requester import (
 from protocols.pesit.endpoint.spool import Journal, PushCheckpoint
 from protocols.pesit.events import FileInfo
 
-__all__ = ["send_resumable"]
+__all__ = ["send_resumable", "transfer_id_for"]
 
 Describe = Callable[[int, bool], FileInfo]  # (transfer id, restart) -> what CREATE announces
 Started = Callable[[int, bool, int], Awaitable[None]]  # (transfer id, restart, known points)
@@ -40,6 +40,15 @@ _START_OVER = frozenset(
         Diagnostic.LARGER_THAN_ANNOUNCED,
     )
 )
+
+
+def transfer_id_for(key: str) -> int:
+    """PI 13 of the push of `key` (our message id): the same on every attempt, so the server
+    recognises a resend as the transfer it already took (with the same PI 12 and PI 51) even
+    when our journal of it is gone: a crash after `send_resumable` cleared it, before the
+    outbox recorded the send. No likelier to collide than a random id of the same width."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:3], "big") % 0xFFFFFE + 1
 
 
 def _start_over(exc: SendError) -> bool:
@@ -71,7 +80,7 @@ async def send_resumable(
     if checkpoint is not None and checkpoint.size != size:
         checkpoint = None
     if checkpoint is None:
-        checkpoint = PushCheckpoint(secrets.randbelow(0xFFFFFE) + 1, size)
+        checkpoint = PushCheckpoint(transfer_id_for(key), size)
         await offload(journal.save, key, checkpoint)  # durable before CREATE names the id
         restart = False
     else:

@@ -205,10 +205,13 @@ class ServerApp:
             created=file.created,
             label=file.label,
         )
-        if file.restart:  # the same transfer keeps its peer message id, even once it ended
-            known = await self._offload(self._spool.peek, key)
-            if known is not None and known.same_transfer(meta):
-                meta = replace(meta, started=known.started)
+        # The same transfer (PI 13, PI 12, PI 51) keeps its peer message id, even once it ended
+        # and even announced as new: a requester that lost its journal in a crash sends it so.
+        # The inbox then recognises the repeat; a different file under that identity is
+        # refused there, never taken for the first one.
+        known = await self._offload(self._spool.peek, key)
+        if known is not None and known.same_transfer(meta):
+            meta = replace(meta, started=known.started)
         partial = await self._offload(self._spool.resume, key, meta) if file.restart else None
         if partial is None:
             partial = await self._offload(self._spool.create, key, meta)
