@@ -194,6 +194,60 @@ def _pesit_identities(config: Config, positions: Positions) -> Iterator[ConfigEr
                 )
 
 
+_WILDCARDS = frozenset({"", "0.0.0.0", "::", "*"})  # noqa: S104 - recognised, never bound
+
+
+def _listener_claims(
+    config: Config, positions: Positions
+) -> Iterator[tuple[str, tuple[str, int], str, str]]:
+    """(field path, (host, port), protocol, owner) of every address the gateway listens on."""
+    from gateway.settings import settings_of
+    from gateway.settings.as2 import As2Settings, listen_address
+    from gateway.settings.pesit import PesitSettings
+    from gateway.settings.sftp import sftp_settings
+
+    for index, conn in _numbered(config, positions):
+        where, owner = f"connections[{index}]", f"connection {conn.name!r}"
+        partner = conn.network.partner
+        if conn.protocol is Protocol.AS2:
+            as2 = settings_of(conn, As2Settings)
+            field = "settings.listen_port" if as2.listen_port else "network.partner.port"
+            yield f"{where}.{field}", listen_address(conn, as2)[:2], "AS2", owner
+        elif conn.protocol is Protocol.SFTP and (sftp := sftp_settings(conn)).listen:
+            field = "settings.listen_port" if sftp.listen_port else "network.partner.port"
+            address = (sftp.listen_host or partner.host, sftp.listen_port or partner.port)
+            yield f"{where}.{field}", address, "SFTP", owner
+        elif conn.protocol is Protocol.PESIT and (pesit := settings_of(conn, PesitSettings)).listen:
+            field = "settings.listen_port" if pesit.listen_port else "network.partner.port"
+            yield f"{where}.{field}", pesit.listen_address(conn), "PeSIT", owner
+    if config.sftp is not None and config.sftp.listen.port:
+        listen = config.sftp.listen
+        yield "sftp.listen.port", (listen.host, listen.port), "SFTP", "the sftp: block"
+    admin = config.gateway.admin
+    if admin.port:
+        yield "gateway.admin.port", (admin.host, admin.port), "admin", "the admin server"
+
+
+def _overlap(a: tuple[str, int], b: tuple[str, int]) -> bool:
+    return a[1] == b[1] and (a[0] == b[0] or a[0] in _WILDCARDS or b[0] in _WILDCARDS)
+
+
+def _listener_addresses(config: Config, positions: Positions) -> Iterator[ConfigError]:
+    """One protocol per listening address: two would leave one listener unable to bind, and
+    the flows AIFE sends it would never arrive (AS2 sheets may share a listener, SFTP sheets
+    too; PeSIT listeners are checked per sheet in `_pesit_identities`)."""
+    seen: list[tuple[tuple[str, int], str, str]] = []
+    for where, address, protocol, owner in _listener_claims(config, positions):
+        clash = next((s for s in seen if _overlap(s[0], address) and s[1] != protocol), None)
+        if clash is not None:
+            yield ConfigError(
+                where,
+                f"{address[0]}:{address[1]} is already the {clash[1]} listener of {clash[2]}: "
+                "one protocol per listening address",
+            )
+        seen.append((address, protocol, owner))
+
+
 def check_rules(
     config: Config, *, check_files: bool = True, positions: Positions = None
 ) -> list[ConfigError]:
@@ -209,6 +263,7 @@ def check_rules(
     errors.extend(_shared_files(config, positions))
     errors.extend(_as2_identities(config, positions))
     errors.extend(_pesit_identities(config, positions))
+    errors.extend(_listener_addresses(config, positions))
     if check_files and not errors:
         errors.extend(_material(config))
     return errors

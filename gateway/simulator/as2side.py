@@ -43,7 +43,7 @@ from protocols.as2.sender import (
 )
 from protocols.errors import PermanentSendError
 
-__all__ = ["AifeIdentity", "As2Side", "load_aife_identity"]
+__all__ = ["AifeIdentity", "As2Side", "load_aife_identity", "outbound_to_gateway", "post_flow"]
 
 log = get_logger(__name__)
 _DOMAIN = "chorus-pro-simulator.invalid"
@@ -65,11 +65,15 @@ class AifeIdentity:
         return SigningIdentity(self.key, self.certificate, ())
 
 
-def load_aife_identity(conn: ConnectionConfig) -> AifeIdentity:
-    """Blocking: `certificates.partner[0]` with its `.key` beside it (the sandbox's layout)."""
+def load_aife_identity(conn: ConnectionConfig, *, wearing: Path | None = None) -> AifeIdentity:
+    """Blocking: `certificates.partner[0]` with its `.key` beside it (the sandbox's layout).
+
+    `wearing` names another AIFE certificate (its `.key` beside it) to present instead: what a
+    hostile or misconfigured peer does, for the campaign to see the gateway refuse it.
+    """
     if not conn.certificates.partner or conn.certificates.client is None:
         raise ValueError(f"{conn.name}: needs certificates.partner and certificates.client")
-    cert_path = conn.certificates.partner[0]
+    cert_path = wearing or conn.certificates.partner[0]
     key_path = cert_path.with_suffix(".key")
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
@@ -79,7 +83,7 @@ def load_aife_identity(conn: ConnectionConfig) -> AifeIdentity:
     return AifeIdentity(key, aife, cert_path, key_path, ours)
 
 
-def _anchors(config: Config, conn: ConnectionConfig) -> bytes:
+def anchors_of(config: Config, conn: ConnectionConfig) -> bytes:
     paths = conn.certificates.trust_anchors or config.gateway.trust_anchors
     return b"".join(path.read_bytes() for path in paths)
 
@@ -127,7 +131,7 @@ def _profile(
     )  # fmt: skip
 
 
-def _outbound(
+def outbound_to_gateway(
     conn: ConnectionConfig, settings: As2Settings, identity: AifeIdentity, anchors: bytes
 ) -> Outbound:
     """AIFE sending: to the gateway's listener, signed, encrypted, signed sync MDN asked."""
@@ -154,7 +158,7 @@ class As2Side:
     ) -> None:
         self.connection = conn.name
         settings = settings_of(conn, As2Settings)
-        anchors = _anchors(config, conn)
+        anchors = anchors_of(config, conn)
         self._courier = MdnCourier(
             tls_for=lambda _: client_tls(anchors_pem=anchors, verify_hostname=False)
         )
@@ -169,8 +173,9 @@ class As2Side:
                              password=None, client_auth="none", anchors_pem=anchors)  # fmt: skip
         aife = conn.network.aife
         self._listener = As2Listener(endpoint, host=aife.host, port=aife.port, tls=tls,
-                                     path=settings.aife_path, mdn_path=_MDN_PATH)  # fmt: skip
-        self._out = _outbound(conn, settings, identity, anchors)
+                                     path=settings.aife_path, mdn_path=_MDN_PATH,
+                                     drain_timeout=1.0)  # fmt: skip
+        self._out = outbound_to_gateway(conn, settings, identity, anchors)
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -202,16 +207,25 @@ class As2Side:
         """Send one flow to the gateway; its MDN must be positive, signed, with our MIC."""
         if self._session is None:
             raise PermanentSendError("the simulator's AS2 side is stopped")
-        client = As2Client(session=self._session, offload=run_blocking, clock=utc_now,
-                           waiters=MdnWaiters())  # fmt: skip
-        params = dataclasses.replace(self._out.params, file_name=file_name, subject=file_name,
-                                     content_type=content_type_for(file_name))  # fmt: skip
-        out = dataclasses.replace(self._out, params=params)
-        built = await client.build(body, out, message_id=message_id_for(flow_id, domain=_DOMAIN))
-        posted = await client.send(built, out)
-        if posted.outcome is None:
-            raise PermanentSendError("no MDN came back")
-        reason = posted.outcome.verdict(expected_mic=built.mic, signature_required=True)
-        if reason is not None:
-            raise PermanentSendError(reason)
-        return built.message_id
+        return await post_flow(self._session, self._out, flow_id=flow_id, file_name=file_name,
+                               body=body)  # fmt: skip
+
+
+async def post_flow(
+    session: aiohttp.ClientSession, out: Outbound, *, flow_id: str, file_name: str, body: bytes
+) -> str:
+    """POST one flow (Message-ID from `flow_id`, so a retry repeats it); the MDN must be
+    positive, signed, with our MIC, else PermanentSendError says why."""
+    client = As2Client(session=session, offload=run_blocking, clock=utc_now,
+                       waiters=MdnWaiters())  # fmt: skip
+    params = dataclasses.replace(out.params, file_name=file_name, subject=file_name,
+                                 content_type=content_type_for(file_name))  # fmt: skip
+    out = dataclasses.replace(out, params=params)
+    built = await client.build(body, out, message_id=message_id_for(flow_id, domain=_DOMAIN))
+    posted = await client.send(built, out)
+    if posted.outcome is None:
+        raise PermanentSendError("no MDN came back")
+    reason = posted.outcome.verdict(expected_mic=built.mic, signature_required=True)
+    if reason is not None:
+        raise PermanentSendError(reason)
+    return built.message_id

@@ -9,7 +9,13 @@ certificate may have signed). Then, as Chorus Pro does:
 * every accepted deposit gets an integration report: REJETE with a reason when the payload is
   not well-formed XML or not the format its code promises (sniffed by `gateway.sniff`), INTEGRE
   otherwise — but only if the connection subscribes to the report code (in reception);
-* an integrated B2G deposit then gets lifecycle flows (FEN1200A) over time, per invoice.
+* an integrated B2G deposit then gets lifecycle flows over time, per invoice, in the lifecycle
+  code the connection subscribes to (FEN1200A, else FEN1201A: the simulator writes one shape).
+
+A transfer Chorus Pro already took is answered as a duplicate, never integrated twice: AS2 and
+PeSIT name it (Message-ID, transfer id); SFTP does not, so a file name the connection already
+deposited is that file again (the gateway's names carry its message id; a real server would
+still list the file, which the gateway's sender checks before uploading again).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ __all__ = ["Desk", "Timing", "new_flow_id"]
 
 log = get_logger(__name__)
 LIFECYCLE_CODE = "FEN1200A"
+LIFECYCLE_CODES = (LIFECYCLE_CODE, "FEN1201A")  # Chorus Pro format, then CPP V1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,6 +57,23 @@ class Timing:
     suspend_share: float = 0.10  # share that end SUSPENDUE
     g2b_invoice_code: str = "XGB0001A"  # sandbox placeholders (config/sandbox/raccord.yaml)
     g2b_report_code: str = "XGB0003A"
+    happy_path: tuple[str, ...] = flows.HAPPY_PATH  # the statuses of an invoice that is paid
+
+    def __post_init__(self) -> None:
+        if len(self.happy_path) < 2:
+            raise ValueError("happy_path: a lifecycle has at least two statuses")
+
+
+def lifecycle_code(conn: ConnectionConfig) -> str | None:
+    """The lifecycle code this connection receives, if any (domain.md §5)."""
+    return next((c for c in LIFECYCLE_CODES if c in conn.subscriptions.reception), None)
+
+
+def _transfer_key(incoming: Incoming) -> str | None:
+    """What names a repeated transfer: the protocol's id, or an SFTP file's name."""
+    if incoming.peer_message_id is not None:
+        return incoming.peer_message_id
+    return incoming.file_name if incoming.protocol == "sftp" else None
 
 
 def new_flow_id() -> str:
@@ -118,6 +142,39 @@ class Desk:
         self._connections = {conn.name: conn for conn in config.connections}
         self._catalogue, self._state, self._folder = catalogue, state, folder
         self._timing, self._clock, self._draw = timing, clock, draw
+        self._armed: dict[str, tuple[bool, Callable[[], None]]] = {}
+        self._answering: dict[str, Callable[[], None]] = {}
+
+    def on_next_deposit(
+        self, connection: str, action: Callable[[], None], *, after_answer: bool = False
+    ) -> None:
+        """One shot: run `action` once the next deposit on `connection` is durable here, before
+        the transfer is answered (or, `after_answer`, once the side reports its answer out:
+        see `answered`). A crash campaign kills the gateway there: the file is with Chorus
+        Pro, the gateway has not recorded so, and must not make it two deposits."""
+        self._armed[connection] = (after_answer, action)
+
+    def disarm(self, connection: str) -> bool:
+        """Forget an action that has not run; False when it already ran."""
+        armed = self._armed.pop(connection, None)
+        return (self._answering.pop(connection, None) or armed) is not None
+
+    def answered(self, connection: str) -> None:
+        """A side's answer to the last transfer on `connection` is out (the PeSIT side: the
+        session that carried it ended): run the action armed `after_answer`, if any."""
+        action = self._answering.pop(connection, None)
+        if action is not None:
+            action()
+
+    def _deposited(self, connection: str) -> None:
+        armed = self._armed.pop(connection, None)
+        if armed is None:
+            return
+        after_answer, action = armed
+        if after_answer:
+            self._answering[connection] = action
+        else:
+            action()
 
     async def accept(self, data: bytes | AsyncIterable[bytes], incoming: Incoming) -> Accepted:
         conn = self._connections.get(incoming.connection or incoming.source)
@@ -129,11 +186,12 @@ class Desk:
                 f"{incoming.interface_code} is not subscribed by {conn.name}",
             )
         payload = await _collect(data, conn.max_size)
-        if incoming.peer_message_id is not None:
-            known = await run_blocking(
-                self._state.find_deposit, conn.name, incoming.peer_message_id
-            )
+        key = _transfer_key(incoming)
+        if key is not None:
+            known = await run_blocking(self._state.find_deposit, conn.name, key)
             if known is not None:
+                log.info("simulator.repeated_deposit", connection=conn.name,
+                         file_name=known.file_name, flow_id=known.flow_id)  # fmt: skip
                 return Accepted(known.flow_id, known.sha256, known.size, duplicate=True)
         deposit = self._deposit(conn, incoming, payload)
         path = self._folder / conn.name / f"{deposit.flow_id}_{deposit.file_name}"
@@ -142,6 +200,7 @@ class Desk:
         log.info("simulator.deposit", connection=conn.name, interface_code=deposit.code,
                  file_name=deposit.file_name, result=deposit.result,
                  reason=deposit.reason)  # fmt: skip
+        self._deposited(conn.name)
         return Accepted(deposit.flow_id, deposit.sha256, deposit.size, duplicate=False)
 
     def _deposit(self, conn: ConnectionConfig, incoming: Incoming, payload: bytes) -> Deposit:
@@ -150,7 +209,7 @@ class Desk:
         return Deposit(
             flow_id=new_flow_id(), connection=conn.name, code=incoming.interface_code,
             file_name=incoming.file_name or f"{incoming.interface_code}_unnamed",
-            peer_message_id=incoming.peer_message_id, size=len(payload),
+            peer_message_id=_transfer_key(incoming), size=len(payload),
             sha256=hashlib.sha256(payload).hexdigest(),
             received_at=self._clock().timestamp(), result=result, reason=reason,
             invoices=invoices,
@@ -178,27 +237,29 @@ class Desk:
                 reason=deposit.reason, now=now,
             )  # fmt: skip
             owed.append((code, name, "report", deposit.flow_id, body, at))
-        lifecycle = conn.circuit is Circuit.B2G and LIFECYCLE_CODE in conn.subscriptions.reception
-        if lifecycle and deposit.result == flows.INTEGRATED:
-            owed.extend(self._statuses(deposit, at))
+        lifecycle = lifecycle_code(conn)
+        b2g = conn.circuit is Circuit.B2G
+        if b2g and lifecycle is not None and deposit.result == flows.INTEGRATED:
+            owed.extend(self._statuses(deposit, at, code=lifecycle))
         return owed
 
-    def _statuses(self, deposit: Deposit, start: float) -> list[Owed]:
-        """One FEN1200A flow per step, listing every invoice still moving at that step."""
+    def _statuses(self, deposit: Deposit, start: float, *, code: str) -> list[Owed]:
+        """One lifecycle flow per step, listing every invoice still moving at that step."""
         invoices: list[str | None] = list(deposit.invoices) or [None]
+        t = self._timing
         paths = {
-            number: flows.plan_lifecycle(self._draw, reject_share=self._timing.reject_share,
-                                         suspend_share=self._timing.suspend_share)
+            number: flows.plan_lifecycle(self._draw, reject_share=t.reject_share,
+                                         suspend_share=t.suspend_share, happy_path=t.happy_path)
             for number in invoices
         }  # fmt: skip
         owed: list[Owed] = []
         for step in range(max(len(path) for path in paths.values())):
             moving = [(n, path[step]) for n, path in paths.items() if step < len(path)]
-            _, name = _flow_name(LIFECYCLE_CODE)
+            _, name = _flow_name(code)
             due = start + (step + 1) * self._timing.status_interval
             when = dt.datetime.fromtimestamp(due, dt.UTC)
             body = flows.lifecycle_flow(deposited_name=deposit.file_name, statuses=moving, now=when)
-            owed.append((LIFECYCLE_CODE, name, "status", deposit.flow_id, body, due))
+            owed.append((code, name, "status", deposit.flow_id, body, due))
         return owed
 
     def issue_g2b_invoice(self, conn: ConnectionConfig, number: str) -> bool:

@@ -49,17 +49,24 @@ class Lifecycle:
 
 
 def plan_lifecycle(
-    draw: random.Random, *, reject_share: float, suspend_share: float
+    draw: random.Random,
+    *,
+    reject_share: float,
+    suspend_share: float,
+    happy_path: Sequence[str] = HAPPY_PATH,
 ) -> list[Lifecycle]:
     """The statuses one invoice will go through: the happy path, or cut by a rejection or
-    suspension after MISE_A_DISPOSITION, in the configured shares."""
+    suspension after its first two steps (DEPOSEE, MISE_A_DISPOSITION), in the configured
+    shares. A shorter happy path keeps a long campaign within its time, still as a chain."""
+    if len(happy_path) < 2:
+        raise ValueError("a lifecycle has at least two statuses")
     roll = draw.random()
-    head = [Lifecycle(HAPPY_PATH[0]), Lifecycle(HAPPY_PATH[1])]
+    head = [Lifecycle(happy_path[0]), Lifecycle(happy_path[1])]
     if roll < reject_share:
         return [*head, Lifecycle("REJETEE", draw.choice(REJECT_REASONS))]
     if roll < reject_share + suspend_share:
         return [*head, Lifecycle("SUSPENDUE", draw.choice(SUSPEND_REASONS))]
-    return [Lifecycle(status) for status in HAPPY_PATH]
+    return [Lifecycle(status) for status in happy_path]
 
 
 def _stamp(now: dt.datetime) -> str:

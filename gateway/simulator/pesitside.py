@@ -23,6 +23,7 @@ from gateway.config_load import read_secret
 from gateway.offload import run_blocking
 from gateway.settings import settings_of
 from gateway.settings.pesit import PesitSettings
+from gateway.simulator.desk import Desk
 from protocols.pesit.endpoint import (
     Journal,
     NullObserver,
@@ -38,9 +39,9 @@ from protocols.pesit.endpoint.serving import pesit_date
 from protocols.pesit.events import FileInfo
 from protocols.pesit.settings import PesitSettings as CoreSettings
 from protocols.pesit.settings import Timers
-from protocols.ports import InboxPort, RefusalKind, TransferRefused
+from protocols.ports import RefusalKind, TransferRefused
 
-__all__ = ["PesitSide"]
+__all__ = ["PesitSide", "gateway_peer", "push_flow"]
 
 
 def _der(path: Path) -> bytes:
@@ -76,6 +77,17 @@ class _Admission:
         return TransferRefused(RefusalKind.NOT_SUBSCRIBED, reason)
 
 
+class _AnswerWatch(NullObserver):
+    """Tells the desk when a session ends: the gateway then has every answer of its push."""
+
+    def __init__(self, desk: Desk, connection: str) -> None:
+        self._desk, self._connection = desk, connection
+
+    def session(self, role: str, delta: int) -> None:
+        if delta < 0:
+            self._desk.answered(self._connection)
+
+
 class _NothingWaiting:
     """AIFE pushes its flows; nothing waits on its server for the gateway to fetch."""
 
@@ -87,11 +99,62 @@ class _NothingWaiting:
         del file, transfer_id
 
 
+def gateway_peer(config: Config, conn: ConnectionConfig, *, certificate: Path, key: Path) -> Peer:
+    """AIFE's requester towards the gateway's PeSIT server of `conn` (blocking: reads keys),
+    presenting `certificate` (AIFE's of that connection; another is what a hostile peer tries)."""
+    s = settings_of(conn, PesitSettings)
+    if conn.certificates.client is None:
+        raise ValueError(f"{conn.name}: needs certificates.client")
+    anchors = "".join(p.read_text() for p in config.gateway.trust_anchors)
+    gateway_server = conn.certificates.server or conn.certificates.client
+    host, port = s.listen_address(conn)
+    return Peer(
+        connection=conn.name, host=host, port=port,
+        ssl_context=client_context(certificate=certificate, key=key, anchors=anchors),
+        pins=frozenset({_der(gateway_server.certificate)}),
+        settings=_core(s, requester=s.aife_id(conn), server=s.our_id(conn), password=_password(s)),
+        connect_timeout=10.0,
+    )  # fmt: skip
+
+
+async def push_flow(
+    peer: Peer,
+    settings: PesitSettings,
+    journal: Journal,
+    *,
+    flow_id: str,
+    file_name: str,
+    body: bytes,
+) -> str:
+    """Push one flow; PI 12 is its code, PI 37 its file name; a retry of `flow_id` restarts."""
+    code = file_name.partition("_")[0]
+
+    def describe(transfer_id: int, restart: bool) -> FileInfo:
+        return FileInfo(
+            file_name=settings.virtual_name(code), transfer_id=transfer_id,
+            restart=restart, article_size=settings.article_size,
+            max_size_kb=-(-len(body) // 1024), created=pesit_date(dt.datetime.now(dt.UTC)),
+            label=file_name,
+        )  # fmt: skip
+
+    async def started(transfer_id: int, restart: bool, points: int) -> None:
+        del transfer_id, restart, points
+
+    with tempfile.TemporaryDirectory(prefix="raccord-sim-") as folder:
+        payload = Path(folder) / file_name
+        await run_blocking(payload.write_bytes, body)
+        result = await send_resumable(
+            peer, payload, key=flow_id, size=len(body), describe=describe,
+            journal=journal, started=started, offload=run_blocking,
+        )  # fmt: skip
+    return str(result.transfer_id)
+
+
 class PesitSide:
     """AIFE's PeSIT server and requester for one connection (built off the loop: it reads keys)."""
 
     def __init__(
-        self, config: Config, conn: ConnectionConfig, desk: InboxPort, *, state_dir: Path
+        self, config: Config, conn: ConnectionConfig, desk: Desk, *, state_dir: Path
     ) -> None:
         self.connection = conn.name
         s = settings_of(conn, PesitSettings)
@@ -100,7 +163,6 @@ class PesitSide:
         aife_cert = conn.certificates.partner[0]
         aife_key = aife_cert.with_suffix(".key")
         anchors = "".join(p.read_text() for p in config.gateway.trust_anchors)
-        gateway_server = conn.certificates.server or conn.certificates.client
         password, root = _password(s), state_dir / "pesit" / conn.name
         profile = ServerProfile(
             connection=conn.name, names=s.codes_by_name(), max_size=conn.max_size,
@@ -113,16 +175,9 @@ class PesitSide:
             ssl_context=server_context(certificate=aife_cert, key=aife_key, anchors=anchors),
             pins=frozenset({_der(conn.certificates.client.certificate)}),
             inbox=desk, admission=_Admission(conn), outgoing=_NothingWaiting(),
-            offload=run_blocking, observer=NullObserver(),
+            offload=run_blocking, observer=_AnswerWatch(desk, conn.name),
         )  # fmt: skip
-        host, port = s.listen_address(conn)
-        self._peer = Peer(
-            connection=conn.name, host=host, port=port,
-            ssl_context=client_context(certificate=aife_cert, key=aife_key, anchors=anchors),
-            pins=frozenset({_der(gateway_server.certificate)}),
-            settings=_core(s, requester=s.aife_id(conn), server=s.our_id(conn), password=password),
-            connect_timeout=10.0,
-        )  # fmt: skip
+        self._peer = gateway_peer(config, conn, certificate=aife_cert, key=aife_key)
         self._settings, self._journal = s, Journal(root / "push")
 
     @property
@@ -138,24 +193,5 @@ class PesitSide:
 
     async def deliver(self, flow_id: str, file_name: str, body: bytes) -> str:
         """Push one flow to the gateway's server; PI 12 is its code, PI 37 its file name."""
-        code = file_name.partition("_")[0]
-
-        def describe(transfer_id: int, restart: bool) -> FileInfo:
-            return FileInfo(
-                file_name=self._settings.virtual_name(code), transfer_id=transfer_id,
-                restart=restart, article_size=self._settings.article_size,
-                max_size_kb=-(-len(body) // 1024), created=pesit_date(dt.datetime.now(dt.UTC)),
-                label=file_name,
-            )  # fmt: skip
-
-        async def started(transfer_id: int, restart: bool, points: int) -> None:
-            del transfer_id, restart, points
-
-        with tempfile.TemporaryDirectory(prefix="raccord-sim-") as folder:
-            payload = Path(folder) / file_name
-            await run_blocking(payload.write_bytes, body)
-            result = await send_resumable(
-                self._peer, payload, key=flow_id, size=len(body), describe=describe,
-                journal=self._journal, started=started, offload=run_blocking,
-            )  # fmt: skip
-        return str(result.transfer_id)
+        return await push_flow(self._peer, self._settings, self._journal, flow_id=flow_id,
+                               file_name=file_name, body=body)  # fmt: skip

@@ -1,9 +1,13 @@
 """The simulator process: AIFE's sides per connection, the dispatcher of owed flows, the feeder.
 
-`Simulator.run()` starts one side per connection it can play (AS2 today), then loops: send the
-flows that are due (a failure is retried with backoff: the gateway may be restarting), issue G2B
-invoices, answer the G2B invoices the back office received with a status, and print the summary
-table. It stops cleanly when `request_stop()` is called (SIGINT/SIGTERM in the CLI).
+`Simulator.run()` starts one side per connection it can play, then loops: send the flows that
+are due (a failure is retried with backoff: the gateway may be restarting), issue G2B invoices,
+answer the G2B invoices the back office received with a status, and print the summary table.
+It stops cleanly when `request_stop()` is called (SIGINT/SIGTERM in the CLI).
+
+`request_outage(seconds)` plays Chorus Pro being down: every side stops (listeners closed,
+nothing sent, nothing answered) for that long, then comes back on the same addresses; what fell
+due meanwhile is sent then. `outages` keeps when each one began and ended.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class Options:
     g2b_every: float = 0.0  # seconds between G2B invoices; 0: one per G2B connection at start
     summary_every: float = 10.0  # 0: no table
     tick: float = 0.5
+    retry_cap: float = 60.0  # seconds: the longest wait before a flow is offered again
 
 
 class Simulator:
@@ -84,6 +89,8 @@ class Simulator:
         self._sides: dict[str, Side] = {}
         self._stop = asyncio.Event()
         self._issued = 0
+        self._outage_for: float | None = None
+        self._outages: list[tuple[dt.datetime, dt.datetime]] = []
         self.ready = asyncio.Event()
 
     @property
@@ -92,6 +99,22 @@ class Simulator:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def request_outage(self, seconds: float) -> None:
+        """Go down for `seconds` at the next tick (see the module docstring)."""
+        if seconds <= 0:
+            raise ValueError("an outage lasts a positive number of seconds")
+        self._outage_for = seconds
+
+    @property
+    def outages(self) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
+        """(went down, came back) of every outage that has ended."""
+        return tuple(self._outages)
+
+    @property
+    def down(self) -> bool:
+        """True from the outage's request until every side is back."""
+        return self._outage_for is not None or not self.ready.is_set()
 
     async def run(self) -> int:
         try:
@@ -148,6 +171,9 @@ class Simulator:
         next_g2b = self._clock().timestamp() + self._options.g2b_every
         next_table = 0.0
         while not self._stop.is_set():
+            if self._outage_for is not None:
+                await self._outage(self._outage_for)
+                continue
             await self._dispatch()
             now = self._clock().timestamp()
             if self._options.g2b_every and now >= next_g2b:
@@ -161,6 +187,24 @@ class Simulator:
                 next_table = now + self._options.summary_every
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self._options.tick)
+
+    async def _outage(self, seconds: float) -> None:
+        """Every side down (in-flight transfers cut), nothing dispatched, then every side up."""
+        self.ready.clear()
+        sides, self._sides = self._sides, {}
+        for side in sides.values():
+            await side.stop(timeout=1.0)
+        began = self._clock()  # every listener closed, every transfer in flight ended
+        log.warning("simulator.outage_began", seconds=seconds, sides=sorted(sides))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        back = self._clock()  # from here each side listens again as soon as it is started
+        if not self._stop.is_set():
+            await self._start_sides()
+        self._outages.append((began, back))
+        self._outage_for = None
+        self.ready.set()
+        log.warning("simulator.outage_ended", sides=sorted(self._sides))
 
     async def summary(self) -> str:
         deposits = await run_blocking(self._state.deposits)
@@ -189,7 +233,7 @@ class Simulator:
                                flow.file_name, flow.body)  # fmt: skip
         except SendError as exc:
             attempts = flow.attempts + 1
-            retry_at = self._clock().timestamp() + min(60.0, 2.0**attempts)
+            retry_at = self._clock().timestamp() + min(self._options.retry_cap, 2.0**attempts)
             if attempts >= MAX_ATTEMPTS:
                 retry_at = float("inf")
             await run_blocking(self._state.mark_failed, flow.id, reason=str(exc), retry_at=retry_at)

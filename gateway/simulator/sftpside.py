@@ -30,12 +30,18 @@ from protocols.sftp.ports import Account, EmptyMailbox, ListenerParams, NullObse
 from protocols.sftp.sender import SftpSender
 from protocols.sftp.server import SftpListener
 
-__all__ = ["SftpSide", "known_hosts_path", "prepare_known_hosts"]
+__all__ = [
+    "SftpSide",
+    "aife_key_path",
+    "gateway_client_params",
+    "known_hosts_path",
+    "prepare_known_hosts",
+]
 
 _CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 
 
-def _aife_key_path(conn: ConnectionConfig) -> Path:
+def aife_key_path(conn: ConnectionConfig) -> Path:
     if not conn.certificates.partner:
         raise ValueError(f"{conn.name}: needs certificates.partner (AIFE's certificate)")
     return conn.certificates.partner[0].with_suffix(".key")
@@ -48,7 +54,7 @@ def known_hosts_path(conn: ConnectionConfig) -> Path:
 
 def prepare_known_hosts(conn: ConnectionConfig) -> Path:
     """Blocking: write the known_hosts line of AIFE's host key (its sandbox key)."""
-    key = load_client_key(_aife_key_path(conn))
+    key = load_client_key(aife_key_path(conn))
     public = key.export_public_key("openssh").decode().split()
     path = known_hosts_path(conn)
     host = conn.network.aife.host
@@ -68,8 +74,36 @@ def _listener_params(conn: ConnectionConfig, settings: SftpSettings) -> Listener
         connection=conn.name,
     )
     aife = conn.network.aife
-    return ListenerParams(host=aife.host, port=aife.port, host_key=_aife_key_path(conn),
+    return ListenerParams(host=aife.host, port=aife.port, host_key=aife_key_path(conn),
                           accounts=(account,), name=f"simulator-sftp-{conn.name}")  # fmt: skip
+
+
+def _gateway_host_key(
+    conn: ConnectionConfig, settings: SftpSettings, data_dir: Path
+) -> asyncssh.SSHKey:
+    port = settings.listen_port or conn.network.partner.port
+    path = settings.host_key or default_host_key(data_dir, port)
+    try:
+        return asyncssh.read_private_key(path).convert_to_public()
+    except (OSError, asyncssh.KeyImportError) as exc:
+        raise TransientSendError(f"the gateway's host key {path} is not there yet") from exc
+
+
+def gateway_client_params(
+    conn: ConnectionConfig, *, key: asyncssh.SSHKey, data_dir: Path
+) -> ClientParams:
+    """AIFE's client towards the gateway's listener of `conn`, logging in with `key`
+    (AIFE's key of that connection; another one is what a hostile peer would try)."""
+    settings = sftp_settings(conn)
+    partner = conn.network.partner
+    return ClientParams(
+        connection=conn.name, host=settings.listen_host or partner.host,
+        port=settings.listen_port or partner.port,
+        username=settings.account or conn.name, client_key=key,
+        pins=(_gateway_host_key(conn, settings, data_dir),), ciphers=_CIPHERS,
+        connect_timeout=10.0,
+        remote_dirs={code: f"/out/{code}" for code in conn.subscriptions.reception},
+    )  # fmt: skip
 
 
 class SftpSide:
@@ -81,7 +115,7 @@ class SftpSide:
         self._data_dir = config.gateway.data_dir
         self._listener = SftpListener(_listener_params(conn, self._settings), inbox=desk,
                                       mailbox=EmptyMailbox(), observer=NullObserver())  # fmt: skip
-        self._key = load_client_key(_aife_key_path(conn))
+        self._key = load_client_key(aife_key_path(conn))
         self._sender: SftpSender | None = None
 
     @property
@@ -97,25 +131,9 @@ class SftpSide:
             await self._sender.close()
         await self._listener.stop(timeout=timeout)
 
-    def _gateway_host_key(self) -> asyncssh.SSHKey:
-        port = self._settings.listen_port or self._conn.network.partner.port
-        path = self._settings.host_key or default_host_key(self._data_dir, port)
-        try:
-            return asyncssh.read_private_key(path).convert_to_public()
-        except (OSError, asyncssh.KeyImportError) as exc:
-            raise TransientSendError(f"the gateway's host key {path} is not there yet") from exc
-
     def _client(self) -> SftpSender:
         if self._sender is None:
-            partner = self._conn.network.partner
-            codes = self._conn.subscriptions.reception
-            params = ClientParams(
-                connection=self._conn.name, host=self._settings.listen_host or partner.host,
-                port=self._settings.listen_port or partner.port,
-                username=self._settings.account or self._conn.name, client_key=self._key,
-                pins=(self._gateway_host_key(),), ciphers=_CIPHERS, connect_timeout=10.0,
-                remote_dirs={code: f"/out/{code}" for code in codes},
-            )  # fmt: skip
+            params = gateway_client_params(self._conn, key=self._key, data_dir=self._data_dir)
             self._sender = SftpSender(params)
         return self._sender
 

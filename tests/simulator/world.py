@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 from gateway.config_load import load
+from gateway.simulator.campaign import PortPicker
 from gateway.simulator.runner import prepare
 from tests.sandbox import make_sandbox
 
@@ -20,11 +21,13 @@ def free_port() -> int:
 
 
 def simulator_sandbox(root: Path) -> Path:
-    """make_sandbox, with free ports instead of the fixed ones (the SFTP pins follow)."""
+    """make_sandbox, with free ports instead of the fixed ones (the SFTP pins follow): never
+    the same twice, never in the ephemeral range (see `PortPicker`)."""
     config = make_sandbox(root)
     text = config.read_text()
+    pick = PortPicker()
     for port in SANDBOX_PORTS:
-        text = text.replace(f"port: {port}", f"port: {free_port()}")
+        text = text.replace(f"port: {port}", f"port: {pick()}")
     text = text.replace("  shutdown_timeout: 10", "  shutdown_timeout: 3")
     config.write_text(text)
     prepare(load(config, check_files=False, env={"RACCORD_ADMIN_PORT": "0"}))
