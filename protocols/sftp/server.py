@@ -54,11 +54,14 @@ class _Connection(asyncssh.SSHServer):
         self._failure: AuthFailure | None = None
         self._method = ("", "")  # how the login was accepted, and with which certificate
         self._last_seen = time.monotonic()
+        self._peer_address = "unknown"
         self._watchdog: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
+        peer = conn.get_extra_info("peername")  # kept: gone from the transport once it is lost
+        self._peer_address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         if not self._listener.admit(self):
             conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, "too many sessions")
 
@@ -72,8 +75,7 @@ class _Connection(asyncssh.SSHServer):
             _log.warning("sftp.auth_failed", reason=self._failure, peer=self._peer())
 
     def _peer(self) -> str:
-        peer = self._conn.get_extra_info("peername") if self._conn is not None else None
-        return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        return self._peer_address
 
     def begin_auth(self, username: str) -> bool:
         assert self._conn is not None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.metrics import AUTH_FAILURES, DELIVERIES
 from gateway.model import Direction, MessageState
@@ -72,6 +74,23 @@ async def test_a_stranger_key_is_refused_and_counted(
     assert "Permission denied" in batch.stderr
     assert AUTH_FAILURES.labels("sftp", "unknown-key")._value.get() == before + 1
     assert await nothing_stored(env)
+
+
+async def test_a_refused_login_is_logged_with_the_peer_address(
+    listener: SftpListener, accounts: Accounts
+) -> None:
+    """An operator must see who tried: the address is kept from the start of the connection."""
+    with capture_logs() as logs:
+        batch = await openssh_batch(
+            listener.port, "backoffice", accounts.stranger.private, ["ls /"]
+        )
+        assert batch.returncode != 0
+        for _ in range(100):  # the connection is lost on the server's side a moment later
+            failed = [e for e in logs if e["event"] == "sftp.auth_failed"]
+            if failed:
+                break
+            await asyncio.sleep(0.02)
+    assert [(e["reason"], e["peer"]) for e in failed] == [("unknown-key", "127.0.0.1")]
 
 
 async def test_the_key_of_another_account_does_not_open_this_one(
