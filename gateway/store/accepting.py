@@ -63,17 +63,10 @@ class AcceptingStore:
         spooler = Spooler(self._payloads, submission, on_chunk)
         try:
             await spooler.feed_all(data)
-            decide = submission.decide
-            disposition = None if decide is None else decide(spooler.size)
         except BaseException:
             await asyncio.shield(run_blocking(spooler.abort))
             raise
-        # From here the outcome no longer depends on the caller: a cancelled caller (peer gone)
-        # must not leave a half-settled payload. Its retry will get the original receipt.
-        task = asyncio.ensure_future(self._settle(spooler, submission, disposition))
-        self._inflight.add(task)
-        task.add_done_callback(self._settled)
-        return await asyncio.shield(task)
+        return await self._decide_and_settle(spooler, submission)
 
     async def adopt(self, path: Path, submission: Submission, *, sha256: str, size: int) -> Receipt:
         """`accept` for a complete, durable file at `path` whose SHA-256 the caller computed
@@ -93,11 +86,18 @@ class AcceptingStore:
             if exc.errno != errno.EXDEV:
                 raise StoreError(f"cannot adopt the payload: {exc}") from exc
             return await self.accept(read_blocks(path), submission)
+        return await self._decide_and_settle(spooler, submission)
+
+    async def _decide_and_settle(self, spooler: Spooler, submission: Submission) -> Receipt:
+        """The complete temp: the submission's decision, then the payload and its record."""
         try:
-            disposition = None if submission.decide is None else submission.decide(size)
+            decide = submission.decide
+            disposition = None if decide is None else decide(spooler.size)
         except BaseException:
             await asyncio.shield(run_blocking(spooler.abort))
             raise
+        # From here the outcome no longer depends on the caller: a cancelled caller (peer gone)
+        # must not leave a half-settled payload. Its retry will get the original receipt.
         task = asyncio.ensure_future(self._settle(spooler, submission, disposition))
         self._inflight.add(task)
         task.add_done_callback(self._settled)

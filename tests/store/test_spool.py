@@ -186,11 +186,8 @@ async def test_a_damaged_file_of_another_size_is_replaced(store: SQLiteStore, ro
     assert final.read_bytes() == data
 
 
-async def test_an_accept_syncs_its_bucket_only(
-    store: SQLiteStore, root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A bucket is made (and synced in its parent) once; then an accept syncs it alone."""
-    one, two = same_bucket_pair()
+def synced_dirs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every directory fsynced from now on, in order (the real fsync still happens)."""
     synced: list[Path] = []
     real = payloads.fsync_dir
 
@@ -199,6 +196,15 @@ async def test_an_accept_syncs_its_bucket_only(
         real(path)
 
     monkeypatch.setattr(payloads, "fsync_dir", counted)
+    return synced
+
+
+async def test_an_accept_syncs_its_bucket_only(
+    store: SQLiteStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bucket is made (and synced in its parent) once; then an accept syncs it alone."""
+    one, two = same_bucket_pair()
+    synced = synced_dirs(monkeypatch)
     await store.accept(one, sub())
     bucket = root / "payloads" / sha(one)[:2]
     assert synced == [bucket.parent, bucket]
@@ -216,14 +222,7 @@ async def test_a_bucket_removed_by_hand_is_made_again(
     bucket = root / "payloads" / sha(data)[:2]
     (bucket / sha(first)).unlink()
     bucket.rmdir()
-    synced: list[Path] = []
-    real = payloads.fsync_dir
-
-    def counted(path: Path) -> None:
-        synced.append(path)
-        real(path)
-
-    monkeypatch.setattr(payloads, "fsync_dir", counted)
+    synced = synced_dirs(monkeypatch)
     receipt = await store.accept(data, sub())
     assert store.payload_path(await store.get(receipt.message_id)).read_bytes() == data
     assert synced == [bucket.parent, bucket]  # the new bucket in its parent, then the name
