@@ -30,10 +30,10 @@ from protocols.pesit.endpoint import (
     push,
 )
 from protocols.pesit.endpoint.outbound import send_resumable
-from protocols.pesit.endpoint.ports import AdoptingInbox, OutgoingFile
+from protocols.pesit.endpoint.ports import OutgoingFile
 from protocols.pesit.endpoint.spool import Spool
 from protocols.pesit.events import FileInfo
-from protocols.ports import Accepted, Incoming, RefusalKind, TransferRefused
+from protocols.ports import Accepted, Incoming, RefusalKind, SpoolAdopter, TransferRefused
 from tests.pesit_endpoint.helpers import (
     CODE,
     SETTLED,
@@ -81,7 +81,7 @@ def source(tmp_path: Path) -> Path:
 
 
 def test_the_folder_inbox_is_an_adopting_inbox(tmp_path: Path) -> None:
-    assert isinstance(FolderInbox(tmp_path), AdoptingInbox)
+    assert isinstance(FolderInbox(tmp_path), SpoolAdopter)
 
 
 async def test_a_finished_push_is_handed_over_as_a_file(

@@ -18,7 +18,7 @@ import sys
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import yaml
@@ -46,6 +46,7 @@ from protocols.pesit.endpoint import (
     server_context,
 )
 from protocols.pesit.endpoint.outbound import send_resumable
+from protocols.pesit.endpoint.receiving import Receiver
 from protocols.pesit.endpoint.spool import logged_points
 from protocols.pesit.events import FileInfo
 from protocols.pesit.settings import PesitSettings
@@ -190,18 +191,25 @@ def _admin_port(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RACCORD_ADMIN_PORT", "0")
 
 
-async def test_aife_pushes_a_flow_then_pulls_it_back(template: Path, tmp_path: Path) -> None:
+async def test_aife_pushes_a_flow_then_pulls_it_back(
+    template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_read_back(self: Receiver) -> NoReturn:
+        raise AssertionError("the gateway's inbox adopts the spool: it is never read back")
+
     sandbox = configure(_sandbox(template, tmp_path), aife_port=_free_port())
     body = (FIXTURES / "integration-report.xml").read_bytes()
     source = tmp_path / "report.xml"
     source.write_bytes(body)
     async with running(sandbox) as daemon:
         store = _context(daemon).store
-        await push(
-            sandbox.aife_caller(),
-            source,
-            file=FileInfo(file_name="FEN1200A", transfer_id=77, label="cycle.xml"),
-        )
+        with monkeypatch.context() as patched:  # the gateway's side only: the pull below reads
+            patched.setattr(Receiver, "chunks", no_read_back)
+            await push(
+                sandbox.aife_caller(),
+                source,
+                file=FileInfo(file_name="FEN1200A", transfer_id=77, label="cycle.xml"),
+            )
         [message] = await store.list_messages(direction=Direction.RECEPTION)
         assert (message.connection, message.interface_code) == (CONNECTION, "FEN1200A")
         assert (message.state, message.file_name) == (MessageState.ACCEPTED, "cycle.xml")

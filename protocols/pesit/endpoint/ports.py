@@ -13,16 +13,15 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, Protocol, TypeVar, runtime_checkable
+from typing import ParamSpec, Protocol, TypeVar
 
 from protocols.pesit.diagnostics import Diagnostic, DiagnosticCode
 from protocols.pesit.settings import PesitSettings
-from protocols.ports import Accepted, Incoming, RefusalKind, TransferRefused
+from protocols.ports import RefusalKind, TransferRefused
 
 __all__ = [
     "REFUSAL_DIAGNOSTICS",
     "Admission",
-    "AdoptingInbox",
     "NullObserver",
     "Observer",
     "Offload",
@@ -79,22 +78,6 @@ def bare_name(label: str | None) -> str | None:
     if name in {"", ".", ".."} or not name.isascii() or not name.isprintable():
         return None
     return name[:255]
-
-
-@runtime_checkable
-class AdoptingInbox(Protocol):
-    """An inbox port that takes a finished spool over as a file instead of reading it back.
-
-    `path` is complete and durable, `size` and `sha256` (hex) describe it exactly: the
-    spool hashed the bytes as it wrote them. Once this returns, the file is the inbox's
-    (typically renamed into its own tree, on the same file system); the caller never touches
-    it again. On `TransferRefused` it may or may not still be where it was. A port without
-    this method gets the bytes streamed through `InboxPort.accept`.
-    """
-
-    async def accept_spooled(
-        self, path: Path, incoming: Incoming, *, size: int, sha256: str
-    ) -> Accepted: ...
 
 
 class Observer(Protocol):

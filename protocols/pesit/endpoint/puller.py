@@ -21,7 +21,6 @@ from protocols.pesit.endpoint.ports import (
     Observer,
     Offload,
     Peer,
-    bare_name,
     diagnostic_for,
     to_thread,
 )
@@ -49,7 +48,7 @@ from protocols.pesit.events import (
 )
 from protocols.pesit.fpdu import FpduType
 from protocols.pesit.requester import PesitRequester
-from protocols.ports import Accepted, InboxPort, Incoming, RefusalKind, TransferRefused
+from protocols.ports import Accepted, InboxPort, RefusalKind, TransferRefused
 
 __all__ = ["pull"]
 
@@ -206,17 +205,7 @@ class _PullApp:
             await current.receiver.finish()
         except OSError:
             return
-        meta = current.partial.meta
-        incoming = Incoming(
-            protocol="pesit",
-            direction="reception",
-            source=self._connection,
-            interface_code=current.code,
-            connection=self._connection,
-            peer_message_id=f"{meta.transfer_id}@{meta.started}",
-            file_name=bare_name(meta.label),
-            expected_size=current.receiver.size,
-        )
+        incoming = current.receiver.incoming(connection=self._connection, code=current.code)
         try:
             accepted = await current.receiver.hand_over(self._inbox, incoming)
         except TransferRefused as refusal:

@@ -26,13 +26,13 @@ from typing import Any, TypeVar
 import structlog
 
 from protocols.pesit.diagnostics import Diagnostic, PesitLocalError
-from protocols.pesit.endpoint.ports import AdoptingInbox, Offload
+from protocols.pesit.endpoint.ports import Offload, bare_name
 from protocols.pesit.endpoint.sending import blocks
 from protocols.pesit.endpoint.session import Session
 from protocols.pesit.endpoint.spool import PartialFile
 from protocols.pesit.events import Position
 from protocols.pesit.state import State
-from protocols.ports import Accepted, InboxPort, Incoming
+from protocols.ports import Accepted, InboxPort, Incoming, SpoolAdopter
 
 __all__ = ["Receiver"]
 
@@ -125,9 +125,24 @@ class Receiver:
         if not self._complete:
             raise asyncio.CancelledError
 
+    def incoming(self, *, connection: str, code: str) -> Incoming:
+        """What the inbox is told of this received file: its peer message id is the transfer's
+        identity (PI 13 and when we first saw it), kept across restarts by the spool."""
+        meta = self.partial.meta
+        return Incoming(
+            protocol="pesit",
+            direction="reception",
+            source=connection,
+            interface_code=code,
+            connection=connection,
+            peer_message_id=f"{meta.transfer_id}@{meta.started}",
+            file_name=bare_name(meta.label),
+            expected_size=self.size,
+        )
+
     async def hand_over(self, inbox: InboxPort, incoming: Incoming) -> Accepted:
         """The finished spool to the inbox: adopted as a file if it can, else read back."""
-        if isinstance(inbox, AdoptingInbox):
+        if isinstance(inbox, SpoolAdopter):
             partial = self.partial
             await self._offload(partial.close)  # ours no more: nothing may write to it now
             return await inbox.accept_spooled(

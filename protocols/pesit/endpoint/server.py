@@ -23,7 +23,6 @@ from protocols.pesit.endpoint.ports import (
     Offload,
     OutgoingFiles,
     ServerProfile,
-    bare_name,
     diagnostic_for,
 )
 from protocols.pesit.endpoint.receiving import Receiver
@@ -52,7 +51,7 @@ from protocols.pesit.events import (
 )
 from protocols.pesit.server import PesitServer
 from protocols.pesit.state import State
-from protocols.ports import InboxPort, Incoming, RefusalKind, TransferRefused
+from protocols.ports import InboxPort, RefusalKind, TransferRefused
 
 __all__ = ["ServerApp"]
 
@@ -273,17 +272,7 @@ class ServerApp:
         await self._session.until(lambda: self._core.state is not State.TDE07B)
         if self._core.state is not State.TDE08B:
             return  # counts did not match, or the transfer was interrupted: nothing to keep
-        meta = push.partial.meta
-        incoming = Incoming(
-            protocol="pesit",
-            direction="reception",
-            source=self._profile.connection,
-            interface_code=push.code,
-            connection=self._profile.connection,
-            peer_message_id=f"{meta.transfer_id}@{meta.started}",
-            file_name=bare_name(meta.label),
-            expected_size=push.receiver.size,
-        )
+        incoming = push.receiver.incoming(connection=self._profile.connection, code=push.code)
         try:
             accepted = await push.receiver.hand_over(self._inbox, incoming)
         except TransferRefused as refusal:
@@ -298,7 +287,7 @@ class ServerApp:
             "pesit.push_received",
             message_id=accepted.message_id,
             interface_code=push.code,
-            transfer_id=meta.transfer_id,
+            transfer_id=push.partial.meta.transfer_id,
             size=accepted.size,
             duplicate=accepted.duplicate,
         )
