@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,29 +13,23 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.config import Config, ConnectionConfig
-from gateway.config_load import load
-from gateway.config_rules import catalogue_for
+from gateway.config import Config
 from gateway.offload import run_blocking
 from gateway.simulator import flows
 from gateway.simulator.as2side import As2Side, load_aife_identity
-from gateway.simulator.desk import Desk, Timing
 from gateway.simulator.samples import ubl_invoice
-from gateway.simulator.state import SimulatorState
 from protocols.as2.cms import SigningIdentity
 from protocols.as2.params import As2SendParams
 from protocols.as2.receipts import MdnOutcome
 from protocols.as2.sender import As2Client, MdnWaiters, Outbound, client_tls, message_id_for
-from tests.simulator.world import simulator_sandbox
+from tests.simulator.world import Aife as World
+from tests.simulator.world import aife_world, simulator_sandbox
 
 DAY = dt.date(2026, 11, 27)
 
 
 @dataclasses.dataclass
-class Aife:
-    config: Config
-    conn: ConnectionConfig
-    state: SimulatorState
+class Aife(World):
     session: aiohttp.ClientSession
 
 
@@ -47,18 +40,14 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def aife(sandbox: Path, tmp_path: Path) -> AsyncIterator[Aife]:
-    config = load(sandbox, env={"RACCORD_ADMIN_PORT": "0"})
-    conn = next(c for c in config.connections if c.name == "b2g-qual-as2")
-    state = SimulatorState(tmp_path / "sim.sqlite3")
-    desk = Desk(config=config, catalogue=catalogue_for(config), state=state,
-                folder=tmp_path / "received", timing=Timing(),
-                clock=lambda: dt.datetime.now(dt.UTC), draw=random.Random(1))  # fmt: skip
-    side = As2Side(config, conn, await run_blocking(load_aife_identity, conn), desk)
+    world = aife_world(sandbox, tmp_path, "b2g-qual-as2")
+    identity = await run_blocking(load_aife_identity, world.conn)
+    side = As2Side(world.config, world.conn, identity, world.desk)
     await side.start()
     async with aiohttp.ClientSession() as session:
-        yield Aife(config, conn, state, session)
+        yield Aife(world.config, world.conn, world.state, world.desk, session)
     await side.stop(timeout=2.0)
-    state.close()
+    world.state.close()
 
 
 def _signer(config: Config, name: str) -> SigningIdentity:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,14 +10,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from gateway.config import Config, ConnectionConfig
-from gateway.config_load import load
-from gateway.config_rules import catalogue_for
 from gateway.simulator import flows
-from gateway.simulator.desk import Desk, Timing
 from gateway.simulator.pesitside import PesitSide
 from gateway.simulator.samples import ubl_invoice
-from gateway.simulator.state import SimulatorState
 from protocols.errors import SendError
 from protocols.pesit.endpoint import Journal, Peer, client_context
 from protocols.pesit.endpoint.outbound import send_resumable
@@ -28,17 +21,10 @@ from protocols.pesit.endpoint.serving import pesit_date
 from protocols.pesit.endpoint.spool import PushCheckpoint
 from protocols.pesit.events import FileInfo
 from protocols.pesit.settings import PesitSettings
-from tests.simulator.world import simulator_sandbox
+from tests.simulator.world import Aife, aife_world, simulator_sandbox
 
 DAY = dt.date(2026, 11, 27)
 CREATED = pesit_date(dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC))
-
-
-@dataclasses.dataclass
-class Aife:
-    config: Config
-    conn: ConnectionConfig
-    state: SimulatorState
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +34,12 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def aife(sandbox: Path, tmp_path: Path) -> AsyncIterator[Aife]:
-    config = load(sandbox, env={"RACCORD_ADMIN_PORT": "0"})
-    conn = next(c for c in config.connections if c.name == "b2g-prod-pesit")
-    state = SimulatorState(tmp_path / "sim.sqlite3")
-    desk = Desk(config=config, catalogue=catalogue_for(config), state=state,
-                folder=tmp_path / "received", timing=Timing(),
-                clock=lambda: dt.datetime.now(dt.UTC), draw=random.Random(1))  # fmt: skip
-    side = PesitSide(config, conn, desk, state_dir=tmp_path)
+    aife = aife_world(sandbox, tmp_path, "b2g-prod-pesit")
+    side = PesitSide(aife.config, aife.conn, aife.desk, state_dir=tmp_path)
     await side.start()
-    yield Aife(config, conn, state)
+    yield aife
     await side.stop(timeout=2.0)
-    state.close()
+    aife.state.close()
 
 
 async def _push(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import random
 from collections.abc import AsyncIterator
@@ -10,25 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Config, ConnectionConfig
-from gateway.config_load import load
 from gateway.config_rules import catalogue_for
 from gateway.simulator import flows
 from gateway.simulator.desk import Desk, Timing
 from gateway.simulator.sftpside import SftpSide, known_hosts_path
-from gateway.simulator.state import SimulatorState
 from protocols.errors import SendError, TransientSendError
 from protocols.sftp.client import ClientParams
 from protocols.sftp.keys import load_client_key, load_known_hosts
 from protocols.sftp.sender import SftpSender
-from tests.simulator.world import simulator_sandbox
-
-
-@dataclasses.dataclass
-class Aife:
-    config: Config
-    conn: ConnectionConfig
-    state: SimulatorState
+from tests.simulator.world import Aife, aife_world, simulator_sandbox
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +27,12 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def aife(sandbox: Path, tmp_path: Path) -> AsyncIterator[Aife]:
-    config = load(sandbox, env={"RACCORD_ADMIN_PORT": "0"})
-    conn = next(c for c in config.connections if c.name == "g2b-qual-sftp")
-    state = SimulatorState(tmp_path / "sim.sqlite3")
-    desk = Desk(config=config, catalogue=catalogue_for(config), state=state,
-                folder=tmp_path / "received", timing=Timing(),
-                clock=lambda: dt.datetime.now(dt.UTC), draw=random.Random(1))  # fmt: skip
-    side = SftpSide(config, conn, desk)
+    aife = aife_world(sandbox, tmp_path, "g2b-qual-sftp")
+    side = SftpSide(aife.config, aife.conn, aife.desk)
     await side.start()
-    yield Aife(config, conn, state)
+    yield aife
     await side.stop(timeout=2.0)
-    state.close()
+    aife.state.close()
 
 
 async def _upload(aife: Aife, tmp_path: Path, *, key_of: str, code: str) -> None:
