@@ -229,6 +229,30 @@ async def test_aife_pushes_a_flow_then_pulls_it_back(
     assert list(served.iterdir()) == []  # …kept while it ran, gone once it was delivered
 
 
+async def test_a_known_transfer_identity_on_other_bytes_is_refused_not_taken_for_a_repeat(
+    template: Path, tmp_path: Path
+) -> None:
+    """The server recognises a resend by PI 13, 12 and 51 even announced as new: the same bytes
+    are a duplicate, other bytes under that identity are refused, never dropped as a repeat."""
+    sandbox = configure(_sandbox(template, tmp_path), aife_port=_free_port())
+    body = (FIXTURES / "integration-report.xml").read_bytes()
+    first, other = tmp_path / "first.xml", tmp_path / "other.xml"
+    first.write_bytes(body)
+    other.write_bytes(body.replace(b"</", b"<!-- another file --></", 1))
+    same = FileInfo(file_name="FEN1200A", transfer_id=88, label="r.xml", created="261127090000")
+    async with running(sandbox) as daemon:
+        store = _context(daemon).store
+        await push(sandbox.aife_caller(), first, file=same)
+        await push(sandbox.aife_caller(), first, file=same)  # a requester that lost its journal
+        with pytest.raises(PesitPermanentError):
+            await push(sandbox.aife_caller(), other, file=same)
+        [message] = await store.list_messages(direction=Direction.RECEPTION)
+        assert store.payload_path(message).read_bytes() == body
+        kinds = [e.kind for e in await store.events(message.id)]
+        assert kinds.count("duplicate") == 1
+        assert kinds.count("conflicting_repeat") == 1
+
+
 async def test_aife_push_of_an_unsubscribed_code_is_refused_before_any_byte(
     template: Path, tmp_path: Path
 ) -> None:
