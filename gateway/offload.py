@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import functools
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -29,6 +29,16 @@ async def run_blocking(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwarg
     ctx = contextvars.copy_context()
     call = functools.partial(ctx.run, func, *args, **kwargs)
     return await loop.run_in_executor(_pool(), call)
+
+
+def start_blocking(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+    """Start `func` in the worker pool without awaiting it (context kept, like `run_blocking`).
+
+    For a job that reports through another channel (a future it resolves itself): the
+    caller's loop is not woken once more just to learn that the job has returned.
+    """
+    ctx = contextvars.copy_context()
+    return _pool().submit(functools.partial(ctx.run, func, *args, **kwargs))
 
 
 def shutdown() -> None:

@@ -10,11 +10,14 @@ rejection the submission decided (`Submission.decide`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.offload import read_blocks, run_blocking
+from gateway.offload import read_blocks, run_blocking, start_blocking
 from gateway.store import (
     ChunkHook,
     ConflictingRepeat,
@@ -35,6 +38,36 @@ if TYPE_CHECKING:
     from gateway.store.ledger import Ledger
     from gateway.store.payloads import PayloadDir, Spooled
     from gateway.store.writer import Writer
+
+
+@dataclass(slots=True)
+class _Placing:
+    """What the placing job left for the loop: the digest it placed and pinned, if any.
+
+    Written by the job before it queues the record; read by the loop only once `recorded` is
+    resolved, which happens after the writer took the record from its queue or, when queueing
+    failed, after the job ended.
+    """
+
+    sha256: str = ""
+    placed: bool = False
+
+
+def _report_failure(
+    job: Future[None], loop: asyncio.AbstractEventLoop, recorded: asyncio.Future[Receipt]
+) -> None:
+    """Runs in the pool thread as the job ends: a job that raised never queued its record,
+    so its error is the accept's outcome (the loop wakes for it, once)."""
+    error = StoreError("the store is closed") if job.cancelled() else job.exception()
+    if error is None:
+        return
+
+    def fail() -> None:
+        if not recorded.done():
+            recorded.set_exception(error)
+
+    with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
+        loop.call_soon_threadsafe(fail)
 
 
 class AcceptingStore:
@@ -116,18 +149,20 @@ class AcceptingStore:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
         recorded: asyncio.Future[Receipt] = loop.create_future()
-        spooled, placed = await run_blocking(
-            self._place_and_record, spooler, sub, disposition, loop, recorded
-        )
+        placing = _Placing()
+        # One wake-up of the loop per accept: the job's own return is not awaited, its outcome
+        # (the record committed, or why nothing was) arrives through `recorded` alone.
+        job = start_blocking(self._place_and_record, spooler, sub, disposition, placing, recorded)
+        job.add_done_callback(lambda done: _report_failure(done, loop, recorded))
         try:
             try:
                 receipt = await recorded
             except StoreError:  # not recorded: bytes placed for it are referenced by nothing
-                if placed:
-                    await run_blocking(self._discard, spooled.sha256)
+                if placing.placed:
+                    await run_blocking(self._discard, placing.sha256)
                 raise
-            if placed and receipt.duplicate and receipt.sha256 != spooled.sha256:
-                await run_blocking(self._discard, spooled.sha256)
+            if placing.placed and receipt.duplicate and receipt.sha256 != placing.sha256:
+                await run_blocking(self._discard, placing.sha256)
             if receipt.conflict is not None:
                 assert sub.peer_message_id is not None
                 raise ConflictingRepeat(
@@ -135,21 +170,24 @@ class AcceptingStore:
                 )
             return receipt
         finally:
-            if placed:
-                self._payloads.unpin(spooled.sha256)
+            if placing.placed:
+                self._payloads.unpin(placing.sha256)
 
     def _place_and_record(
         self,
         spooler: Spooler,
         sub: Submission,
         disposition: Disposition | None,
-        loop: asyncio.AbstractEventLoop,
+        placing: _Placing,
         recorded: asyncio.Future[Receipt],
-    ) -> tuple[Spooled, bool]:
-        """Blocking: payload durable first, then its record queued straight to the writer."""
+    ) -> None:
+        """Blocking: payload durable first, then its record committed (here, or by the writer
+        thread when a commit is running), which resolves `recorded`. A failure before that is
+        raised to the job's future, which `_report_failure` hands to `recorded`."""
         spooled, placed = self._finish_and_place(spooler, sub)
+        placing.sha256, placing.placed = spooled.sha256, placed  # before the writer can answer
         try:
-            self._writer.enqueue(
+            self._writer.commit_here(
                 lambda conn: self._ledger.accept(
                     conn,
                     sub,
@@ -158,14 +196,14 @@ class AcceptingStore:
                     placed=placed,
                     disposition=disposition,
                 ),
-                loop=loop,
+                loop=recorded.get_loop(),
                 future=recorded,
             )
-        except BaseException:
+        except BaseException:  # nothing queued: the loop learns it from the job's end
             if placed:
+                placing.placed = False
                 self._payloads.unpin(spooled.sha256)
             raise
-        return spooled, placed
 
     def _finish_and_place(self, spooler: Spooler, sub: Submission) -> tuple[Spooled, bool]:
         """Blocking: seal the temp; drop a resend already known by its peer id, else place it.

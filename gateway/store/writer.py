@@ -5,6 +5,10 @@ is queued, runs each request in its own savepoint inside one transaction, commit
 fsync of the WAL), then resolves every caller with one wake-up of their event loop. Under
 load, requests pile up while a commit is in flight, so the next transaction carries them all:
 that is how concurrent producers share an fsync instead of queueing behind one each.
+
+A worker thread that has a record ready (`commit_here`) commits it itself when no commit is in
+progress, with whatever else is queued: a lone producer then pays no hand-over to this thread
+and back. Either way one lock admits one committer at a time to the connection.
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ class Writer:
         self._ready: Future[None] = Future()
         self._closed = False
         self._lock = threading.Lock()  # a request is never queued behind the stop sentinel
+        self._committing = threading.Lock()  # one committer on the connection at a time
+        self._conn: sqlite3.Connection | None = None
         self._thread = threading.Thread(target=self._run, name="raccord-store-writer", daemon=True)
 
     def start(self) -> None:
@@ -109,6 +115,35 @@ class Writer:
                 raise StoreError("the store is closed")
             self._queue.put(_Request(fn, loop, future))
 
+    def commit_here(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[T],
+    ) -> None:
+        """Blocking, from a worker thread: `enqueue`, but committed in the calling thread (with
+        whatever is queued) when no commit is in progress; `future` is resolved in `loop`."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("the store is closed")
+            leading = self._committing.acquire(blocking=False)
+            if not leading:  # a commit is running: the writer thread takes it next
+                self._queue.put(_Request(fn, loop, future))
+                return
+        try:
+            conn = self._conn
+            if conn is None:  # the thread ended before we could lead
+                raise StoreError("the store is closed")
+            batch, stop = self._drain([_Request(fn, loop, future)])
+            if stop:  # close() came meanwhile: the writer thread still has to see it
+                self._queue.put(_Stop())
+            live = [r for r in batch if not r.future.cancelled()]
+            if live:
+                self._resolve(self._commit(conn, live))
+        finally:
+            self._committing.release()
+
     def close(self) -> None:
         """Blocking: let queued requests commit, then stop the thread."""
         with self._lock:
@@ -124,11 +159,14 @@ class Writer:
         except BaseException as exc:  # noqa: BLE001 - re-raised in the opener by start()
             self._ready.set_exception(_as_store_error(exc))
             return
+        self._conn = conn
         self._ready.set_result(None)
         try:
             self._serve(conn)
         finally:
-            conn.close()
+            with self._committing:
+                self._conn = None
+                conn.close()
             with self._lock:
                 self._closed = True
             self._fail_pending()
@@ -138,24 +176,29 @@ class Writer:
             batch, stop = self._take()
             live = [r for r in batch if not r.future.cancelled()]
             if live:
-                self._resolve(self._commit(conn, live))
+                with self._committing:
+                    self._resolve(self._commit(conn, live))
             if stop:
                 return
 
     def _take(self) -> tuple[list[_Request], bool]:
         """Block for one item, then drain whatever else is queued (up to MAX_BATCH)."""
-        batch: list[_Request] = []
         item = self._queue.get()
-        while True:
-            if isinstance(item, _Stop):
-                return batch, True
-            batch.append(item)
-            if len(batch) >= MAX_BATCH:
-                return batch, False
+        if isinstance(item, _Stop):
+            return [], True
+        return self._drain([item])
+
+    def _drain(self, batch: list[_Request]) -> tuple[list[_Request], bool]:
+        """Add to `batch` whatever is queued, up to MAX_BATCH; True once the stop is reached."""
+        while len(batch) < MAX_BATCH:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return batch, False
+            if isinstance(item, _Stop):
+                return batch, True
+            batch.append(item)
+        return batch, False
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Request]) -> list[_Outcome]:
         started = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -228,6 +229,21 @@ async def test_closed_store_refuses_work(root: Path, clock: FakeClock) -> None:
     with pytest.raises(StoreError):
         await opened.get("01ANYTHING")
     await opened.close()  # idempotent
+
+
+async def test_a_disk_failing_while_placing_refuses_the_accept_and_records_nothing(
+    store: SQLiteStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("gateway.store.payloads.fsync_dir", full)
+    with pytest.raises(StoreError, match=r"cannot store the payload: .*No space left"):
+        await asyncio.wait_for(store.accept(b"<Invoice/>", sub()), 10)
+    assert_nothing_recorded(root)
+    monkeypatch.undo()
+    receipt = await store.accept(b"<Invoice/>", sub())  # the disk is back: accepted in full
+    assert not receipt.duplicate
 
 
 # --- durability ----------------------------------------------------------------------------

@@ -1,0 +1,136 @@
+"""The writer: who commits a record (the writer thread, or the worker that has it ready) and
+that every request gets exactly one answer, committed or refused, whoever commits it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.store import StoreError
+from gateway.store.writer import Writer
+
+WRITER_THREAD = "raccord-store-writer"
+
+
+@pytest.fixture
+async def writer(tmp_path: Path) -> AsyncIterator[Writer]:
+    db = tmp_path / "db.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE rows (v TEXT NOT NULL, thread TEXT NOT NULL)")
+    conn.close()
+    w = Writer(db)
+    await asyncio.to_thread(w.start)
+    yield w
+    await asyncio.to_thread(w.close)
+
+
+Write = Callable[[sqlite3.Connection], str]
+
+
+def _insert(value: str, *, gate: threading.Event | None = None) -> Write:
+    def fn(conn: sqlite3.Connection) -> str:
+        if gate is not None:
+            assert gate.wait(10), "the test never opened the gate"
+        name = threading.current_thread().name
+        conn.execute("INSERT INTO rows (v, thread) VALUES (?, ?)", (value, name))
+        return name
+
+    return fn
+
+
+def _committed(db: Path) -> dict[str, str]:
+    conn = sqlite3.connect(db)
+    try:
+        return dict(conn.execute("SELECT v, thread FROM rows").fetchall())
+    finally:
+        conn.close()
+
+
+def _from_worker(w: Writer, fn: Write) -> asyncio.Future[str]:
+    """`commit_here` called from a thread of its own, as the placing job does."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+    worker = threading.Thread(
+        target=w.commit_here, args=(fn,), kwargs={"loop": loop, "future": future}, name="worker"
+    )
+    worker.start()
+    worker.join(10)
+    return future
+
+
+async def test_submit_from_the_loop_commits_in_the_writer_thread(
+    writer: Writer, tmp_path: Path
+) -> None:
+    assert await writer.submit(_insert("a")) == WRITER_THREAD
+    assert _committed(tmp_path / "db.sqlite") == {"a": WRITER_THREAD}
+
+
+async def test_a_lone_worker_commits_its_record_itself(writer: Writer, tmp_path: Path) -> None:
+    assert await _from_worker(writer, _insert("b")) == "worker"
+    assert _committed(tmp_path / "db.sqlite") == {"b": "worker"}
+
+
+async def test_a_worker_arriving_during_a_commit_leaves_its_record_to_the_writer_thread(
+    writer: Writer, tmp_path: Path
+) -> None:
+    gate = threading.Event()
+    first = asyncio.ensure_future(writer.submit(_insert("first", gate=gate)))
+    await asyncio.sleep(0.05)  # the writer thread is now inside its commit, waiting at the gate
+    second = _from_worker(writer, _insert("second"))
+    assert not second.done()  # queued, not committed by the worker, not dropped
+    gate.set()
+    assert await first == WRITER_THREAD
+    assert await second == WRITER_THREAD
+    assert _committed(tmp_path / "db.sqlite") == {"first": WRITER_THREAD, "second": WRITER_THREAD}
+
+
+async def test_a_failing_request_in_a_worker_led_batch_leaves_the_others_committed(
+    writer: Writer, tmp_path: Path
+) -> None:
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(writer.submit(_insert("blocker", gate=gate)))
+    await asyncio.sleep(0.05)
+
+    def broken(conn: sqlite3.Connection) -> str:
+        conn.execute("INSERT INTO rows (v, thread) VALUES ('half', 'x')")
+        raise ValueError("refused half-way")
+
+    loop = asyncio.get_running_loop()
+    failing: asyncio.Future[str] = loop.create_future()
+    writer.enqueue(broken, loop=loop, future=failing)
+    good = asyncio.ensure_future(writer.submit(_insert("good")))
+    gate.set()
+    await blocker
+    with pytest.raises(ValueError, match="half-way"):
+        await failing
+    await good
+    assert set(_committed(tmp_path / "db.sqlite")) == {"blocker", "good"}
+
+
+async def test_after_close_a_worker_is_refused_and_what_was_queued_is_committed(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "db.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE rows (v TEXT NOT NULL, thread TEXT NOT NULL)")
+    conn.close()
+    w = Writer(db)
+    await asyncio.to_thread(w.start)
+    gate = threading.Event()
+    first = asyncio.ensure_future(w.submit(_insert("first", gate=gate)))
+    queued = asyncio.ensure_future(w.submit(_insert("queued")))
+    await asyncio.sleep(0.05)
+    closing = asyncio.ensure_future(asyncio.to_thread(w.close))
+    await asyncio.sleep(0.05)
+    with pytest.raises(StoreError, match="closed"):
+        w.commit_here(_insert("late"), loop=asyncio.get_running_loop(), future=asyncio.Future())
+    gate.set()
+    await closing
+    assert await first == WRITER_THREAD
+    assert await queued == WRITER_THREAD
+    assert set(_committed(db)) == {"first", "queued"}
