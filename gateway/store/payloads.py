@@ -42,14 +42,14 @@ _TEMP_SUFFIX = ".part"
 _IOV_MAX = 1024  # buffers per writev (the Linux limit)
 
 
-def _size_of(path: Path) -> int | None:
+def _size_of(path: str) -> int | None:
     try:
-        return path.stat().st_size
+        return os.stat(path).st_size
     except FileNotFoundError:
         return None
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | Path) -> None:
     """Make the directory's entries (a rename, a new file) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -78,18 +78,19 @@ def _create_durable(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def _rename_into_bucket(temp: Path, final: Path) -> None:
+def _rename_into_bucket(temp: str, final: str) -> None:
     """Rename; a bucket removed by hand since the store opened is made again (durably)."""
     try:
         os.replace(temp, final)
     except FileNotFoundError:
-        if final.parent.is_dir() or not temp.exists():
+        bucket = os.path.dirname(final)
+        if os.path.isdir(bucket) or not os.path.exists(temp):
             raise
-        _mkdir_durable(final.parent)
+        _mkdir_durable(Path(bucket))
         os.replace(temp, final)
 
 
-def fsync_path(path: Path) -> None:
+def fsync_path(path: str | Path) -> None:
     """Make a file someone else wrote durable (its bytes may still be only in the page cache)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
@@ -102,7 +103,7 @@ def fsync_path(path: Path) -> None:
 class Spooled:
     """A complete temp file and what it holds (durable only once placed)."""
 
-    temp: Path
+    temp: str  # a plain string: the accept path builds no `Path` objects (they cost)
     sha256: str
     size: int
 
@@ -115,8 +116,8 @@ class SpoolFile:
     creating the temp file again.
     """
 
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / f"{secrets.token_hex(16)}{_TEMP_SUFFIX}"
+    def __init__(self, name: str) -> None:
+        self.name = name  # the full path, as a string
         self._fd: int | None = None
         self._hash = hashlib.sha256()
         self._lock = threading.Lock()
@@ -128,7 +129,7 @@ class SpoolFile:
             raise StoreError("the payload was abandoned")
         if self._fd is None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-            self._fd = os.open(self.path, flags, 0o600)
+            self._fd = os.open(self.name, flags, 0o600)
         return self._fd
 
     def write_all(self, chunks: Sequence[bytes]) -> None:
@@ -168,15 +169,15 @@ class SpoolFile:
         with self._lock:
             if self._fd is not None or self._aborted:
                 raise StoreError("the temp file is already in use")
-            os.replace(source, self.path)
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            os.replace(source, self.name)
+            self._fd = os.open(self.name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             self.size = os.fstat(self._fd).st_size
 
     def seal(self) -> Spooled:
         """Every byte is written: the digest. The file stays open until it is placed."""
         with self._lock:
             self._open()
-            return Spooled(self.path, self._hash.hexdigest(), self.size)
+            return Spooled(self.name, self._hash.hexdigest(), self.size)
 
     def sync_and_close(self) -> None:
         """fsync and close: the bytes (under whatever name they now have) are durable."""
@@ -196,7 +197,8 @@ class SpoolFile:
             if self._fd is not None:
                 fd, self._fd = self._fd, None
                 os.close(fd)
-            self.path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.name)
 
 
 class PayloadDir:
@@ -205,6 +207,11 @@ class PayloadDir:
     def __init__(self, root: Path) -> None:
         self.base = root / "payloads"
         self.tmp = self.base / "tmp"
+        self._base = str(self.base)
+        # Temp names: unique in this process by a counter, across processes by a random
+        # prefix (only one process opens a store, but a crash leaves names behind).
+        self._temp_prefix = f"{self.tmp}/{secrets.token_hex(8)}-"
+        self._temp_count = itertools.count()
         self._lock = threading.Lock()
         self._pins: Counter[str] = Counter()
         self._buckets: set[str] = set()  # bucket names known to exist durably
@@ -258,13 +265,16 @@ class PayloadDir:
 
     def path_for(self, sha256: str) -> Path:
         """The final path of a payload; refuses anything that is not a lowercase sha256."""
+        return Path(self._final(sha256))
+
+    def _final(self, sha256: str) -> str:
         if not _SHA256.fullmatch(sha256):
             raise StoreError(f"not a sha256 digest: {sha256!r}")
-        return self.base / sha256[:2] / sha256
+        return f"{self._base}/{sha256[:2]}/{sha256}"
 
     def new_spool(self) -> SpoolFile:
         """A temp file in the same filesystem as its final place (rename stays atomic)."""
-        return SpoolFile(self.tmp)
+        return SpoolFile(f"{self._temp_prefix}{next(self._temp_count):x}{_TEMP_SUFFIX}")
 
     def place(self, spooled: Spooled, file: SpoolFile) -> None:
         """Move a sealed temp to its final path and pin it; durable when this returns.
@@ -275,7 +285,7 @@ class PayloadDir:
         not durable yet; a present file of another size (damage) is replaced only once our
         bytes are durable. A bucket removed by hand since the store opened is made again.
         """
-        final = self.path_for(spooled.sha256)
+        final = self._final(spooled.sha256)
         with self._lock:  # pinned first: a discard can no longer remove what we find below
             self._pins[spooled.sha256] += 1
         try:
@@ -290,7 +300,7 @@ class PayloadDir:
             else:
                 file.sync_and_close()
                 _rename_into_bucket(spooled.temp, final)
-            fsync_dir(final.parent)
+            fsync_dir(os.path.dirname(final))
         except BaseException:
             self.unpin(spooled.sha256)
             raise

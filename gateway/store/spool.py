@@ -171,4 +171,4 @@ class AdoptedSpool(Spooler):
 
     def finish(self) -> Spooled:
         """Blocking, like `Spooler.finish`: nothing is left to write, the digest is known."""
-        return Spooled(self.file.path, self._sha256, self.size)
+        return Spooled(self.file.name, self._sha256, self.size)

@@ -7,7 +7,6 @@ and the row is durable before `accept` returns.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import sqlite3
 from collections.abc import Callable, Mapping
@@ -23,7 +22,6 @@ from gateway.store import (
     ConnectionChange,
     Event,
     Message,
-    Receipt,
     RetryPolicy,
     StoreError,
     utc_now,
@@ -34,6 +32,7 @@ from gateway.store.ledger import Ledger
 from gateway.store.opening import StoreFiles, open_files
 from gateway.store.payloads import PayloadDir
 from gateway.store.rows import fmt_time
+from gateway.store.settling import Inflight
 from gateway.store.sqlite_returns import ReturnFlowStore
 from gateway.store.writer import Writer
 
@@ -67,7 +66,7 @@ class SQLiteStore(AcceptingStore, ReturnFlowStore):
         self._ledger = Ledger(clock=clock, rand=rand)
         self._writer = Writer(files.db_path)
         self._readers = q.Readers(files.db_path)
-        self._inflight: set[asyncio.Task[Receipt]] = set()
+        self._inflight = Inflight()
         self._closed = False
 
     @classmethod
@@ -121,8 +120,7 @@ class SQLiteStore(AcceptingStore, ReturnFlowStore):
         if self._closed:
             return
         self._closed = True
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self._inflight.wait()
         await run_blocking(self._shutdown)
 
     def _shutdown(self) -> None:

@@ -30,6 +30,9 @@ from gateway.store.schema import connect
 
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], Any]
+# Runs in the committing thread once a request's fate is known (its value, or its error): what
+# it returns or raises is what the caller gets. It runs even for a caller that went away.
+Settle = Callable[[Any, BaseException | None], Any]
 MAX_BATCH = 256
 
 
@@ -38,6 +41,12 @@ class _Request:
     fn: WriteFn
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    settle: Settle | None = None
+
+    @property
+    def wanted(self) -> bool:
+        """Still to run: its caller waits, or its settling must happen anyway."""
+        return self.settle is not None or not self.future.cancelled()
 
 
 @dataclass(slots=True)
@@ -91,7 +100,7 @@ class Writer:
         """Run `fn` in the next group transaction; returns once it is committed (durable).
 
         A caller cancelled before its turn is skipped; one cancelled during its turn has its
-        write committed all the same (callers that care, like `accept`, shield themselves).
+        write committed all the same (callers that care, like `accept`, pass a `settle`).
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
@@ -104,6 +113,7 @@ class Writer:
         *,
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[T],
+        settle: Settle | None = None,
     ) -> None:
         """Thread-safe `submit` without the await: `future` is resolved in `loop`.
 
@@ -113,7 +123,7 @@ class Writer:
         with self._lock:
             if self._closed:
                 raise StoreError("the store is closed")
-            self._queue.put(_Request(fn, loop, future))
+            self._queue.put(_Request(fn, loop, future, settle))
 
     def commit_here(
         self,
@@ -121,6 +131,7 @@ class Writer:
         *,
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[T],
+        settle: Settle | None = None,
     ) -> None:
         """Blocking, from a worker thread: `enqueue`, but committed in the calling thread (with
         whatever is queued) when no commit is in progress; `future` is resolved in `loop`."""
@@ -129,16 +140,16 @@ class Writer:
                 raise StoreError("the store is closed")
             leading = self._committing.acquire(blocking=False)
             if not leading:  # a commit is running: the writer thread takes it next
-                self._queue.put(_Request(fn, loop, future))
+                self._queue.put(_Request(fn, loop, future, settle))
                 return
         try:
             conn = self._conn
             if conn is None:  # the thread ended before we could lead
                 raise StoreError("the store is closed")
-            batch, stop = self._drain([_Request(fn, loop, future)])
+            batch, stop = self._drain([_Request(fn, loop, future, settle)])
             if stop:  # close() came meanwhile: the writer thread still has to see it
                 self._queue.put(_Stop())
-            live = [r for r in batch if not r.future.cancelled()]
+            live = [r for r in batch if r.wanted]
             if live:
                 self._resolve(self._commit(conn, live))
         finally:
@@ -174,7 +185,7 @@ class Writer:
     def _serve(self, conn: sqlite3.Connection) -> None:
         while True:
             batch, stop = self._take()
-            live = [r for r in batch if not r.future.cancelled()]
+            live = [r for r in batch if r.wanted]
             if live:
                 with self._committing:
                     self._resolve(self._commit(conn, live))
@@ -234,9 +245,15 @@ class Writer:
 
     @staticmethod
     def _resolve(outcomes: list[_Outcome]) -> None:
-        """One wake-up per event loop for the whole batch, not one per request."""
+        """Settle each request here, then one wake-up per event loop for the whole batch."""
         by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
         for outcome in outcomes:
+            settle = outcome.request.settle
+            if settle is not None:
+                try:
+                    outcome.value, outcome.error = settle(outcome.value, outcome.error), None
+                except BaseException as exc:  # noqa: BLE001 - that is the caller's outcome
+                    outcome.value, outcome.error = None, exc
             by_loop.setdefault(outcome.request.loop, []).append(outcome)
         for loop, items in by_loop.items():
             try:

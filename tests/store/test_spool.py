@@ -171,10 +171,10 @@ async def test_bytes_already_in_place_are_fsynced_not_rewritten(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = await store.accept(b"shared bytes", sub(source="a"))
-    synced: list[Path] = []
+    synced: list[str | Path] = []
     monkeypatch.setattr(payloads, "fsync_path", synced.append)
     await store.accept(b"shared bytes", sub(source="b"))
-    assert synced == [store.payload_path(await store.get(first.message_id))]
+    assert [Path(p) for p in synced] == [store.payload_path(await store.get(first.message_id))]
 
 
 async def test_a_damaged_file_of_another_size_is_replaced(store: SQLiteStore, root: Path) -> None:
@@ -191,8 +191,8 @@ def synced_dirs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     synced: list[Path] = []
     real = payloads.fsync_dir
 
-    def counted(path: Path) -> None:
-        synced.append(path)
+    def counted(path: str | Path) -> None:
+        synced.append(Path(path))
         real(path)
 
     monkeypatch.setattr(payloads, "fsync_dir", counted)

@@ -134,3 +134,37 @@ async def test_after_close_a_worker_is_refused_and_what_was_queued_is_committed(
     assert await first == WRITER_THREAD
     assert await queued == WRITER_THREAD
     assert set(_committed(db)) == {"first", "queued"}
+
+
+async def test_a_settled_request_runs_and_settles_even_when_its_caller_went_away(
+    writer: Writer, tmp_path: Path
+) -> None:
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(writer.submit(_insert("blocker", gate=gate)))
+    await asyncio.sleep(0.05)
+    settled: list[tuple[object, BaseException | None]] = []
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[str] = loop.create_future()
+    writer.enqueue(
+        _insert("kept"), loop=loop, future=gone, settle=lambda v, e: settled.append((v, e))
+    )
+    skipped: asyncio.Future[str] = loop.create_future()
+    writer.enqueue(_insert("skipped"), loop=loop, future=skipped)
+    gone.cancel()
+    skipped.cancel()
+    gate.set()
+    await blocker
+    await writer.submit(_insert("after"))  # the batch before it is settled by now
+    assert settled == [(WRITER_THREAD, None)]
+    assert set(_committed(tmp_path / "db.sqlite")) == {"blocker", "kept", "after"}
+
+
+async def test_what_settle_raises_is_what_the_caller_gets(writer: Writer) -> None:
+    def refuse(value: object, error: BaseException | None) -> object:
+        raise LookupError(f"refused after {value}")
+
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+    writer.enqueue(_insert("x"), loop=loop, future=future, settle=refuse)
+    with pytest.raises(LookupError, match="refused after raccord-store-writer"):
+        await future
