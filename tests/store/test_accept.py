@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,7 @@ from gateway.store import (
     TruncatedPayload,
     open_store,
 )
+from gateway.store.settling import Settlement
 from gateway.store.sqlite import SQLiteStore
 from tests.store.conftest import FakeClock, payload_files, raw_db, sha, sub, temp_files
 
@@ -199,20 +202,29 @@ async def test_a_forged_message_cannot_point_the_payload_path_elsewhere(
 
 
 async def test_a_caller_gone_after_the_last_byte_still_gets_its_file_recorded(
-    store: SQLiteStore,
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The peer hung up while we were committing: its retry must find the original."""
-    exhausted = asyncio.Event()
+    started, go = threading.Event(), threading.Event()
+    run = Settlement.run
+
+    def held(self: Settlement, *args: Any) -> None:
+        started.set()
+        assert go.wait(10)
+        run(self, *args)
+
+    monkeypatch.setattr(Settlement, "run", held)
 
     async def source() -> AsyncIterator[bytes]:
         yield b"<Invoice>complete</Invoice>"
-        exhausted.set()
 
     task = asyncio.create_task(store.accept(source(), sub(peer_message_id="<hangup@x>")))
-    await exhausted.wait()
+    assert await asyncio.to_thread(started.wait, 10)  # the last byte is in, settling begun
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    monkeypatch.setattr(Settlement, "run", run)
+    go.set()
     retried = await store.accept(b"<Invoice>complete</Invoice>", sub(peer_message_id="<hangup@x>"))
     async with asyncio.timeout(5):  # the abandoned accept settles on its own, in any order
         while len(events := await store.events(retried.message_id)) < 2:
