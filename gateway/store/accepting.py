@@ -107,7 +107,12 @@ class AcceptingStore:
             writer=self._writer,
             readers=self._readers,
             recorded=recorded,
+            inflight=self._inflight,
         )
-        self._inflight.track(settlement.done)
-        start_blocking(settlement.run, spooler, submission, disposition)
+        self._inflight.enter()
+        try:
+            start_blocking(settlement.run, spooler, submission, disposition)
+        except BaseException:  # no worker to run it (interpreter exiting): the temp file stays
+            self._inflight.leave()  # for the next open, which removes leftover temps
+            raise
         return await recorded

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
+from gateway.offload import run_blocking
 from gateway.store import ConflictingRepeat, Disposition, Receipt, StoreError, Submission
 from gateway.store import queries as q
 
@@ -31,8 +31,8 @@ class Settlement:
 
     `run` (a worker thread) seals and places the temp, then hands the record to the writer;
     `_settle` (whichever thread committed it) releases the payload's pin, removes bytes placed
-    for nothing, and resolves `recorded` in the caller's loop. `done` ends after that, in any
-    case: the store's `close` waits for it.
+    for nothing, and resolves `recorded` in the caller's loop. It leaves `inflight` after that,
+    in any case (entered by the caller): the store's `close` waits for it.
     """
 
     def __init__(
@@ -43,6 +43,7 @@ class Settlement:
         writer: Writer,
         readers: q.Readers,
         recorded: asyncio.Future[Receipt],
+        inflight: Inflight,
     ) -> None:
         self._payloads = payloads
         self._ledger = ledger
@@ -52,7 +53,7 @@ class Settlement:
         self._sha256 = ""
         self._placed = False  # a pin is held on `_sha256` while True
         self._peer_id: str | None = None
-        self.done: Future[None] = Future()
+        self._inflight = inflight
 
     def run(self, spooler: Spooler, sub: Submission, disposition: Disposition | None) -> None:
         """Blocking: payload durable first, then its record committed (here, or by the writer
@@ -61,7 +62,7 @@ class Settlement:
             spooled, self._placed = self._finish_and_place(spooler, sub)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, not swallowed
             self._fail(exc)
-            self.done.set_result(None)
+            self._inflight.leave()
             return
         self._sha256, self._peer_id = spooled.sha256, sub.peer_message_id
 
@@ -103,7 +104,7 @@ class Settlement:
             if self._placed:
                 self._payloads.unpin(self._sha256)
                 self._placed = False
-            self.done.set_result(None)
+            self._inflight.leave()
 
     def _fail(self, error: BaseException) -> None:
         """Refuse from this thread: nothing reached the writer, which answers all the rest."""
@@ -146,24 +147,32 @@ class Settlement:
 
 
 class Inflight:
-    """The settlements not yet ended, so that `close` lets them finish before stopping."""
+    """How many settlements have not ended, so that `close` lets them finish first.
+
+    Entering and leaving cost a lock and an integer on the accept path; the event that a
+    closing store waits on is touched only once it is closing.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # settlements end in worker threads
-        self._pending: set[Future[None]] = set()
+        self._count = 0
+        self._closing = False
+        self._idle = threading.Event()
 
-    def track(self, done: Future[None]) -> None:
+    def enter(self) -> None:
         with self._lock:
-            self._pending.add(done)
-        done.add_done_callback(self._forget)
+            self._count += 1
 
-    def _forget(self, done: Future[None]) -> None:
+    def leave(self) -> None:
         with self._lock:
-            self._pending.discard(done)
+            self._count -= 1
+            if self._closing and self._count == 0:
+                self._idle.set()
 
     async def wait(self) -> None:
-        """Until every settlement tracked so far has ended."""
+        """Until every settlement entered so far has ended (the store is closing)."""
         with self._lock:
-            pending = list(self._pending)
-        if pending:
-            await asyncio.gather(*(asyncio.wrap_future(d) for d in pending))
+            self._closing = True
+            if self._count == 0:
+                return
+        await run_blocking(self._idle.wait)
