@@ -233,6 +233,33 @@ async def test_a_caller_gone_after_the_last_byte_still_gets_its_file_recorded(
     assert [m.id for m in await store.list_messages()] == [retried.message_id]
 
 
+async def test_close_waits_for_a_settlement_in_flight(
+    root: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing while an accept is being placed and recorded: it ends first, recorded."""
+    opened = await open_store(root, clock=clock)
+    started, go = threading.Event(), threading.Event()
+    run = Settlement.run
+
+    def held(self: Settlement, *args: Any) -> None:
+        started.set()
+        assert go.wait(10)
+        run(self, *args)
+
+    monkeypatch.setattr(Settlement, "run", held)
+    accepting = asyncio.create_task(opened.accept(b"<Invoice>late</Invoice>", sub()))
+    assert await asyncio.to_thread(started.wait, 10)
+    closing = asyncio.create_task(opened.close())
+    await asyncio.sleep(0.1)
+    assert not closing.done()  # waiting for the settlement, not cutting it off
+    go.set()
+    receipt = await accepting
+    await closing
+    with raw_db(root) as conn:
+        [row] = conn.execute("SELECT id FROM messages").fetchall()
+    assert row[0] == receipt.message_id
+
+
 async def test_closed_store_refuses_work(root: Path, clock: FakeClock) -> None:
     opened = await open_store(root, clock=clock)
     await opened.close()
