@@ -42,6 +42,31 @@ async def chunks(*parts: bytes, fail: BaseException | None = None) -> AsyncItera
         raise fail
 
 
+class HeldSettlement:
+    """Holds the next accept's settlement (in its worker) until released; later ones run."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.started, self._go = threading.Event(), threading.Event()
+        self._monkeypatch = monkeypatch
+        run = self._run = Settlement.run
+
+        def held(settlement: Settlement, *args: Any) -> None:
+            self.started.set()
+            assert self._go.wait(10)
+            run(settlement, *args)
+
+        monkeypatch.setattr(Settlement, "run", held)
+
+    def release(self) -> None:
+        self._monkeypatch.setattr(Settlement, "run", self._run)
+        self._go.set()
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> HeldSettlement:
+    return HeldSettlement(monkeypatch)
+
+
 # --- hostile input -------------------------------------------------------------------------
 
 
@@ -202,29 +227,19 @@ async def test_a_forged_message_cannot_point_the_payload_path_elsewhere(
 
 
 async def test_a_caller_gone_after_the_last_byte_still_gets_its_file_recorded(
-    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+    store: SQLiteStore, held: HeldSettlement
 ) -> None:
     """The peer hung up while we were committing: its retry must find the original."""
-    started, go = threading.Event(), threading.Event()
-    run = Settlement.run
-
-    def held(self: Settlement, *args: Any) -> None:
-        started.set()
-        assert go.wait(10)
-        run(self, *args)
-
-    monkeypatch.setattr(Settlement, "run", held)
 
     async def source() -> AsyncIterator[bytes]:
         yield b"<Invoice>complete</Invoice>"
 
     task = asyncio.create_task(store.accept(source(), sub(peer_message_id="<hangup@x>")))
-    assert await asyncio.to_thread(started.wait, 10)  # the last byte is in, settling begun
+    assert await asyncio.to_thread(held.started.wait, 10)  # the last byte is in, settling
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    monkeypatch.setattr(Settlement, "run", run)
-    go.set()
+    held.release()
     retried = await store.accept(b"<Invoice>complete</Invoice>", sub(peer_message_id="<hangup@x>"))
     async with asyncio.timeout(5):  # the abandoned accept settles on its own, in any order
         while len(events := await store.events(retried.message_id)) < 2:
@@ -234,25 +249,16 @@ async def test_a_caller_gone_after_the_last_byte_still_gets_its_file_recorded(
 
 
 async def test_close_waits_for_a_settlement_in_flight(
-    root: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    root: Path, clock: FakeClock, held: HeldSettlement
 ) -> None:
     """Closing while an accept is being placed and recorded: it ends first, recorded."""
     opened = await open_store(root, clock=clock)
-    started, go = threading.Event(), threading.Event()
-    run = Settlement.run
-
-    def held(self: Settlement, *args: Any) -> None:
-        started.set()
-        assert go.wait(10)
-        run(self, *args)
-
-    monkeypatch.setattr(Settlement, "run", held)
     accepting = asyncio.create_task(opened.accept(b"<Invoice>late</Invoice>", sub()))
-    assert await asyncio.to_thread(started.wait, 10)
+    assert await asyncio.to_thread(held.started.wait, 10)
     closing = asyncio.create_task(opened.close())
     await asyncio.sleep(0.1)
     assert not closing.done()  # waiting for the settlement, not cutting it off
-    go.set()
+    held.release()
     receipt = await accepting
     await closing
     with raw_db(root) as conn:

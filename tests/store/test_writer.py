@@ -17,14 +17,20 @@ from gateway.store.writer import Writer
 WRITER_THREAD = "raccord-store-writer"
 
 
-@pytest.fixture
-async def writer(tmp_path: Path) -> AsyncIterator[Writer]:
+async def _started(tmp_path: Path) -> Writer:
+    """A writer over a fresh database of one table, its thread running."""
     db = tmp_path / "db.sqlite"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE rows (v TEXT NOT NULL, thread TEXT NOT NULL)")
     conn.close()
     w = Writer(db)
     await asyncio.to_thread(w.start)
+    return w
+
+
+@pytest.fixture
+async def writer(tmp_path: Path) -> AsyncIterator[Writer]:
+    w = await _started(tmp_path)
     yield w
     await asyncio.to_thread(w.close)
 
@@ -41,6 +47,14 @@ def _insert(value: str, *, gate: threading.Event | None = None) -> Write:
         return name
 
     return fn
+
+
+async def _busy(w: Writer) -> tuple[threading.Event, asyncio.Future[str]]:
+    """The writer thread inside a commit, held at a gate: what comes now queues behind it."""
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(w.submit(_insert("blocker", gate=gate)))
+    await asyncio.sleep(0.05)
+    return gate, blocker
 
 
 def _committed(db: Path) -> dict[str, str]:
@@ -89,12 +103,10 @@ async def test_a_worker_arriving_during_a_commit_leaves_its_record_to_the_writer
     assert _committed(tmp_path / "db.sqlite") == {"first": WRITER_THREAD, "second": WRITER_THREAD}
 
 
-async def test_a_failing_request_in_a_worker_led_batch_leaves_the_others_committed(
+async def test_a_failing_request_in_a_batch_leaves_the_others_committed(
     writer: Writer, tmp_path: Path
 ) -> None:
-    gate = threading.Event()
-    blocker = asyncio.ensure_future(writer.submit(_insert("blocker", gate=gate)))
-    await asyncio.sleep(0.05)
+    gate, blocker = await _busy(writer)
 
     def broken(conn: sqlite3.Connection) -> str:
         conn.execute("INSERT INTO rows (v, thread) VALUES ('half', 'x')")
@@ -115,12 +127,7 @@ async def test_a_failing_request_in_a_worker_led_batch_leaves_the_others_committ
 async def test_after_close_a_worker_is_refused_and_what_was_queued_is_committed(
     tmp_path: Path,
 ) -> None:
-    db = tmp_path / "db.sqlite"
-    with sqlite3.connect(db) as conn:
-        conn.execute("CREATE TABLE rows (v TEXT NOT NULL, thread TEXT NOT NULL)")
-    conn.close()
-    w = Writer(db)
-    await asyncio.to_thread(w.start)
+    w = await _started(tmp_path)
     gate = threading.Event()
     first = asyncio.ensure_future(w.submit(_insert("first", gate=gate)))
     queued = asyncio.ensure_future(w.submit(_insert("queued")))
@@ -133,15 +140,13 @@ async def test_after_close_a_worker_is_refused_and_what_was_queued_is_committed(
     await closing
     assert await first == WRITER_THREAD
     assert await queued == WRITER_THREAD
-    assert set(_committed(db)) == {"first", "queued"}
+    assert set(_committed(tmp_path / "db.sqlite")) == {"first", "queued"}
 
 
 async def test_a_settled_request_runs_and_settles_even_when_its_caller_went_away(
     writer: Writer, tmp_path: Path
 ) -> None:
-    gate = threading.Event()
-    blocker = asyncio.ensure_future(writer.submit(_insert("blocker", gate=gate)))
-    await asyncio.sleep(0.05)
+    gate, blocker = await _busy(writer)
     settled: list[tuple[object, BaseException | None]] = []
     loop = asyncio.get_running_loop()
     gone: asyncio.Future[str] = loop.create_future()
