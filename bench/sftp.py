@@ -186,6 +186,11 @@ class Row:
         base = self.median(baseline)
         return self.gateway / base if base else 0.0
 
+    def paired(self, baseline: str = "bare") -> list[float]:
+        """Each round's gateway rate over the baseline's in that same round."""
+        pairs = zip(self.rates.get("gateway", []), self.rates.get(baseline, []), strict=False)
+        return [gw / base for gw, base in pairs if base]
+
 
 async def _measure(
     prepare: Prepare, targets: dict[str, Target], *, rounds: int, inputs: Path
@@ -316,22 +321,31 @@ def _cell(value: float | None) -> str:
     return f"{value:10.1f}" if value is not None else f"{'n/a':>10}"
 
 
+def _paired(ratios: Sequence[float]) -> str:
+    if not ratios:
+        return "-"
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
 def render(rows: Sequence[Row], *, rounds: int | None = None) -> str:
     """Medians per server, the gateway's ratio to bare (the goal) and to bare+fsync."""
     names = " ".join(f"{name:>10}" for name in SERVERS)
-    head = f"{'scenario':<26} {'unit':<7} {names} {'gw/bare':>8} {'gw/b+fs':>8}  goal (gw/bare)"
+    head = (
+        f"{'scenario':<26} {'unit':<7} {names} {'gw/bare':>8} {'gw/b+fs':>8}"
+        f" {'paired gw/bare (range)':>22}  goal (gw/bare)"
+    )
     lines = [head, "-" * len(head)]
     for row in rows:
         cells = " ".join(_cell(row.median(name)) for name in SERVERS)
         verdict = "ok" if row.ratio() >= row.goal else "MISSED"
         lines.append(
             f"{row.scenario:<26} {row.unit:<7} {cells} {row.ratio():8.2f} "
-            f"{row.ratio('bare+fsync'):8.2f}  >= {row.goal} {verdict}"
+            f"{row.ratio('bare+fsync'):8.2f} {_paired(row.paired()):>22}  >= {row.goal} {verdict}"
         )
     shown = f"median of {rounds} rounds" if rounds else "medians"
     lines.append(
         f"({shown}; gateway and bare+fsync fsync file + directory before answering CLOSE, "
-        "bare and sshd do not)"
+        "bare and sshd do not; paired: each round's gateway over that round's bare)"
     )
     return "\n".join(lines)
 
