@@ -56,7 +56,7 @@ from bench.as2_setup import (
     seal,
     write_setup,
 )
-from protocols.as2.cms import DecryptionIdentity, SigningIdentity
+from protocols.as2.cms import CertRef, DecryptionIdentity, SigningIdentity
 from protocols.as2.mdn import Disposition, build_mdn, parse_mdn
 from protocols.as2.mdn_request import MdnRequest, parse_disposition_options
 from protocols.as2.message import BuiltMessage, build_message, parse_message
@@ -155,7 +155,7 @@ async def post_all(
     async def worker(session: aiohttp.ClientSession) -> None:
         while queue:
             message = queue.pop()
-            body = io.BytesIO(message.body)
+            body = _client_body(message.body)
             async with session.post(url, data=body, headers=message.headers) as response:
                 answer = await response.read()
                 if response.status != 200:
@@ -169,6 +169,13 @@ async def post_all(
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
     return len(built) / elapsed, answers
+
+
+def _client_body(body: bytes) -> bytes | io.BytesIO:
+    """What the load generator POSTs, Content-Length either way. Bytes up to 1 MiB: aiohttp
+    reads a file-like body in its thread pool (a hop per chunk on the cores the daemon
+    uses); a big one stays file-like so the client does not write it in one go."""
+    return body if len(body) <= 1 << 20 else io.BytesIO(body)
 
 
 def check_mdns(keys: Keys, answers: Sequence[Answer]) -> None:
@@ -235,6 +242,7 @@ def round_trip_ms(keys: Keys, size: int, *, repeats: int) -> tuple[float, float]
         as2_from=OURS, as2_to=AIFE, signing=SigningIdentity(keys.pa_key, keys.pa_cert)
     )
     request = MdnRequest("as2", None, parse_disposition_options(OPTIONS))
+    pa_ref = CertRef.of(keys.pa_cert)  # prepared once, as the daemon's plans are
 
     def trip() -> None:
         built = build_message(payload, params=send, now=now_utc())
@@ -247,9 +255,10 @@ def round_trip_ms(keys: Keys, size: int, *, repeats: int) -> tuple[float, float]
             params=mdn_params,
             now=now_utc(),
         )
-        parsed = parse_mdn(mdn.headers, mdn.body, partner_certificates=[keys.pa_cert],
+        parsed = parse_mdn(mdn.headers, mdn.body, partner_certificates=[pa_ref],
                            expected_mic=built.mic, now=now_utc())  # fmt: skip
-        if not parsed.accepted or received.payload != payload:
+        # bytes(view) == bytes is a memcmp; view == bytes compares item by item (0.17 ms here)
+        if not parsed.accepted or bytes(received.payload) != payload:
             raise RuntimeError("round trip lost the payload or its MIC")
 
     ours = _median_ms(trip, repeats)

@@ -138,7 +138,7 @@ class As2Worker:
             return  # not ready: /readyz says so
         out = Outbound(
             connection=plan.name, params=plan.send, url=aife_url(plan.conn, settings),
-            partner_certificates=plan.partner_certificates, tls=tls,
+            partner_certificates=plan.profile.receive.partner_refs, tls=tls,
             signed_mdn_required=settings.signed_mdn, timeout=settings.http_timeout,
             async_wait=settings.async_mdn_wait, chunked=settings.chunked,
         )  # fmt: skip

@@ -197,6 +197,10 @@ def _long_length(data: memoryview, p: int, limit: int, first: int) -> tuple[int,
         raise DerError("length field too long")
     if p + count > limit:
         raise DerError("truncated: length octets")
+    if count == 1:  # the common cases (128 bytes to 64 KiB): no slice, no int.from_bytes
+        return data[p], p + 1
+    if count == 2:
+        return (data[p] << 8) | data[p + 1], p + 2
     return int.from_bytes(data[p : p + count], "big"), p + count
 
 

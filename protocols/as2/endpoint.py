@@ -1,11 +1,13 @@
 """The AS2 listener (aiohttp, HTTP or HTTPS): inbound messages, and the MDNs of ours.
 
 A message is identified by AS2-From/AS2-To before its body is read, checked and unwrapped off
-the event loop with *that* connection's certificates, and handed to the inbox port; only once it
-is durable is the MDN built, recorded (so a repeated Message-ID gets the same bytes again) and
-returned — in the response, or POSTed to the Receipt-Delivery-Option by the courier. Every
-answer, positive or not, is reported to the injected observer (metrics, logs, audit trail).
-The decisions themselves are pure and live in `inbound.py`.
+the event loop with *that* connection's certificates (the positive MDN is signed in the same
+worker job, `opening.py`), and handed to the inbox port; only once it is durable is an MDN
+chosen (that one, or another built for a refusal or a repeat), recorded (so a repeated
+Message-ID gets the same bytes again) and returned — in the response, or POSTed to the
+Receipt-Delivery-Option by the courier. Every answer, positive or not, is reported to the
+injected observer (metrics, logs, audit trail). The decisions themselves are pure and live in
+`inbound.py`.
 """
 
 from __future__ import annotations
@@ -47,9 +49,9 @@ from protocols.as2.inbound import (
     unidentified,
 )
 from protocols.as2.mdn import MdnRequest, build_mdn, parse_mdn
-from protocols.as2.message import parse_message
 from protocols.as2.mime import Headers
-from protocols.as2.partners import PartnerProfile, Partners, interface_code_of
+from protocols.as2.opening import open_message
+from protocols.as2.partners import PartnerProfile, Partners
 from protocols.as2.receipts import MdnOutcome, StoredMdn
 from protocols.as2.sender import MDN_CAP, MdnCourier, MdnWaiters, Offload
 from protocols.ports import Accepted, InboxPort, Incoming, TransferRefused
@@ -187,29 +189,30 @@ class As2Endpoint:
             return Verdict(refusal=refusal_of_request(failure))
         body = await read_body(request, cap=profile.max_body_size)
         try:
-            received = await self._offload(
-                parse_message, headers, body, params=profile.receive, now=self._clock(),
-                envelope=envelope,
+            opened = await self._offload(
+                open_message, headers, body, profile=profile, envelope=envelope,
+                now=self._clock(),
             )  # fmt: skip
-            del body  # the payload is all we keep from here on
-            code, file_name = interface_code_of(received.file_name, received.subject)
         except As2Error as exc:
             return Verdict(refusal=refusal_of(exc))
+        finally:
+            del body  # the payload is all we keep from here on
+        received = opened.received
         incoming = Incoming(
             protocol="as2",
             direction="reception",
             source=profile.connection,
-            interface_code=code,
+            interface_code=opened.interface_code,
             connection=profile.connection,
             peer_message_id=envelope.message_id,
-            file_name=file_name,
+            file_name=opened.file_name,
             expected_size=len(received.payload),
         )
         try:
             accepted = await self._inbox.accept(handed_over(received.payload), incoming)
         except TransferRefused as exc:
             return Verdict(refusal=refusal_of_transfer(exc))
-        return Verdict(accepted=accepted, mic=received.mic)
+        return Verdict(accepted=accepted, mic=received.mic, receipt=opened.receipt)
 
     async def _answer(
         self,
@@ -245,16 +248,18 @@ class As2Endpoint:
             if stored is not None:
                 return stored
         disposition, text = mdn_content(verdict)
-        built = await self._offload(
-            build_mdn,
-            original_message_id=envelope.message_id,
-            disposition=disposition,
-            mic=verdict.mic,
-            request=asked,
-            params=profile.mdn,
-            now=self._clock(),
-            text=text,
-        )
+        built = verdict.prepared
+        if built is None:
+            built = await self._offload(
+                build_mdn,
+                original_message_id=envelope.message_id,
+                disposition=disposition,
+                mic=verdict.mic,
+                request=asked,
+                params=profile.mdn,
+                now=self._clock(),
+                text=text,
+            )
         stored = StoredMdn.of(
             built, original_message_id=envelope.message_id, disposition=disposition
         )

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from protocols.as2.answers import HTTP_STATUS, Refusal, refusal_of
 from protocols.as2.envelope import Envelope
 from protocols.as2.errors import As2Error, As2LimitError, Modifier
-from protocols.as2.mdn import Disposition, MdnRequest
+from protocols.as2.mdn import BuiltMdn, Disposition, MdnRequest
 from protocols.as2.mic import Mic
 from protocols.as2.partners import PartnerProfile
 from protocols.as2.receipts import MdnOutcome, StoredMdn
@@ -90,11 +90,24 @@ class BodyBroken(As2Error):
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What processing concluded: accepted (with its MIC) or refused."""
+    """What processing concluded: accepted (with its MIC) or refused.
+
+    `receipt` is the positive MDN signed while the message was opened (`opening.py`): the
+    answer when the inbox accepted the message as new, and for nothing else.
+    """
 
     accepted: Accepted | None = None
     mic: Mic | None = None
     refusal: Refusal | None = None
+    receipt: BuiltMdn | None = None
+
+    @property
+    def prepared(self) -> BuiltMdn | None:
+        """The receipt signed in advance, when it is the right answer (accepted, new)."""
+        accepted = self.accepted
+        if self.refusal is None and accepted is not None and not accepted.duplicate:
+            return self.receipt
+        return None
 
 
 def receipt_refusal(asked: MdnRequest | None, profile: PartnerProfile) -> Refusal | None:

@@ -25,6 +25,7 @@ import aiohttp
 import structlog
 from cryptography import x509
 
+from protocols.as2.cms import CertRef
 from protocols.as2.errors import As2BuildError, As2Error
 from protocols.as2.mdn import parse_mdn
 from protocols.as2.message import BuiltMessage, build_message
@@ -114,7 +115,7 @@ class Outbound:
     connection: str
     params: As2SendParams
     url: str
-    partner_certificates: tuple[x509.Certificate, ...]
+    partner_certificates: tuple[x509.Certificate | CertRef, ...]  # refs: prepared once
     signed_mdn_required: bool
     timeout: float
     async_wait: float
