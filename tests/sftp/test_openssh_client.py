@@ -18,9 +18,13 @@ from tests.sftp.harness import Accounts, GatewayEnv, invoice, openssh_batch
 pytestmark = pytest.mark.interop
 
 
-async def nothing_stored(env: GatewayEnv) -> bool:
-    temps = list((env.store.root / "payloads" / "tmp").iterdir())
-    return not await env.store.list_messages() and not temps
+async def nothing_stored(env: GatewayEnv, *, within: float = 5.0) -> bool:
+    """No message, and no temp file once the session's teardown has removed its own (an
+    upload's first bytes are spooled to disk at once, so a dropped one leaves a temp briefly)."""
+    async with asyncio.timeout(within):
+        while list((env.store.root / "payloads" / "tmp").iterdir()):
+            await asyncio.sleep(0.02)
+    return not await env.store.list_messages()
 
 
 NO = "No such file|not found|does not exist"
