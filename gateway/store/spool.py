@@ -64,21 +64,12 @@ class Spooler:
             raise PayloadTooLarge(limit=self._max, received=self._expected)
 
     async def feed_all(self, data: object) -> None:
-        """Take `bytes` or an async iterable of chunks; raises before anything is recorded.
-
-        A stream's first chunk is written at once, not when a batch is full: the temp file is
-        then created while the rest (or the end) is still on its way, and a small upload that
-        arrives in one piece finds its bytes already written when its sender says it is done.
-        """
+        """Take `bytes` or an async iterable of chunks; raises before anything is recorded."""
         if isinstance(data, bytes | bytearray | memoryview):
             await self.feed(data)
         elif isinstance(data, AsyncIterable):
-            first = True
             async for chunk in data:
                 await self.feed(chunk)
-                if first and self._buffered:
-                    first = False
-                    await self._flush()
         else:
             raise InvalidSubmission("data", f"expected bytes or chunks, got {type(data).__name__}")
         await self.drain_all()
@@ -98,16 +89,12 @@ class Spooler:
         self._pending.append(data)
         self._buffered += len(data)
         if self._buffered >= FLUSH_AT:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        """Send what is buffered to the worker pool, once the batch before it is written."""
-        await self.drain()
-        self._start_sync()
-        self._unsynced += self._buffered
-        pending, self._pending, self._buffered = self._pending, [], 0
-        self._inflight = asyncio.ensure_future(run_blocking(self._write, pending))
-        self._inflight.add_done_callback(_retrieve)
+            await self.drain()
+            self._start_sync()
+            self._unsynced += self._buffered
+            pending, self._pending, self._buffered = self._pending, [], 0
+            self._inflight = asyncio.ensure_future(run_blocking(self._write, pending))
+            self._inflight.add_done_callback(_retrieve)
 
     def _start_sync(self) -> None:
         """Everything before the batch about to go is written: sync it, unless one is running."""

@@ -226,24 +226,3 @@ async def test_a_bucket_removed_by_hand_is_made_again(
     receipt = await store.accept(data, sub())
     assert store.payload_path(await store.get(receipt.message_id)).read_bytes() == data
     assert synced == [bucket.parent, bucket]  # the new bucket in its parent, then the name
-
-
-async def test_a_streams_first_chunk_is_written_before_the_stream_ends(
-    store: SQLiteStore, root: Path
-) -> None:
-    """A small upload's bytes are on disk by the time its sender says it is complete."""
-    more = asyncio.Event()
-
-    async def source() -> AsyncIterator[bytes]:
-        yield b"<Invoice>first"
-        await more.wait()
-        yield b"</Invoice>"
-
-    task = asyncio.create_task(store.accept(source(), sub()))
-    async with asyncio.timeout(5):
-        while not (temps := temp_files(root)) or temps[0].read_bytes() != b"<Invoice>first":
-            await asyncio.sleep(0.01)
-    more.set()
-    receipt = await task
-    assert (await store.get(receipt.message_id)).size == len(b"<Invoice>first</Invoice>")
-    assert temp_files(root) == []
