@@ -47,6 +47,7 @@ ALLOWED_FROM: Mapping[str, frozenset[MessageState]] = MappingProxyType(
 MAX_CLAIM = 1000
 Linked = tuple[str, str, Mapping[str, object]]  # (message id, event kind, event detail)
 
+_INSERT_EVENT = "INSERT INTO events (message_id, at, kind, state, detail) VALUES (?, ?, ?, ?, ?)"
 _UPDATE = """UPDATE messages SET state = ?, connection = ?, environment = ?, file_name = ?,
     attempts = ?, next_attempt_at = ?, last_error = ?, sent_message_id = ?, updated_at = ?
     WHERE id = ?"""
@@ -348,7 +349,7 @@ class Ledger(AcceptLedger, SheetLedger):
     ) -> None:
         """One event row, when nobody needs it back as an `Event`."""
         conn.execute(
-            "INSERT INTO events (message_id, at, kind, state, detail) VALUES (?, ?, ?, ?, ?)",
+            _INSERT_EVENT,
             (message_id, at, kind, None if state is None else state.value, dump_detail(detail)),
         )
 
@@ -364,7 +365,7 @@ class Ledger(AcceptLedger, SheetLedger):
     ) -> Event:
         text = dump_detail(detail)
         cursor = conn.execute(
-            "INSERT INTO events (message_id, at, kind, state, detail) VALUES (?, ?, ?, ?, ?)",
+            _INSERT_EVENT,
             (message_id, fmt_time(at), kind, None if state is None else state.value, text),
         )
         seq = cursor.lastrowid
