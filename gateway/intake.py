@@ -23,7 +23,6 @@ from gateway.interfaces import Catalogue
 from gateway.model import Direction, Environment, MessageState
 from gateway.offload import read_blocks
 from gateway.router import Router
-from gateway.routing import route
 from gateway.sniff import Sniffer
 from gateway.store import (
     ConflictingRepeat,
@@ -160,15 +159,7 @@ class GatewayInbox:
             ) from None
         code = incoming.interface_code
         try:  # refuse before storing anything when the code cannot route at all
-            view, spec = route(
-                self._registry,
-                self._catalogue,
-                code=code,
-                direction=Direction.EMISSION,
-                environment=environment,
-                now=self._clock(),
-                size=incoming.expected_size,
-            )
+            view, spec = self._router.choose(code, environment, size=incoming.expected_size)
         except RoutingError as exc:
             raise _routing_refusal(exc) from exc
         limit = min(spec.max_size or view.config.max_size, view.config.max_size)

@@ -125,9 +125,15 @@ class Router:
         )
 
     def choose(
-        self, code: str, environment: Environment, *, sniffed: SniffResult, size: int
+        self,
+        code: str,
+        environment: Environment,
+        *,
+        sniffed: SniffResult | None = None,
+        size: int | None = None,
     ) -> tuple[ConnectionView, InterfaceSpec]:
-        """The connection and interface for these bytes now, or RoutingError."""
+        """The connection and interface for these bytes now, or RoutingError (without
+        `sniffed`: whether the code can route at all, before anything is stored)."""
         return route(
             self._registry,
             self._catalogue,
