@@ -38,6 +38,18 @@ def log_events(log: Path) -> list[dict[str, Any]]:
     return found
 
 
+def end(proc: subprocess.Popen[bytes], *, timeout: float) -> int:
+    """SIGTERM a process still running, SIGKILL it after `timeout` seconds; its exit status."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return proc.returncode
+
+
 class GatewayProcess:
     """One gateway configuration run as successive processes (never two at once)."""
 
@@ -96,14 +108,7 @@ class GatewayProcess:
         proc = self._proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return end(proc, timeout=20)
 
     async def counters(self, name: str) -> Counters:
         """One `raccord_*` counter family of the running incarnation, by labels."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -276,11 +276,14 @@ async def test_pull_restart_the_server_cannot_honour_starts_over_at_the_next_pol
     assert [d for d, _ in waiting.done] == ["M1"]
 
 
-async def test_pull_cut_then_gateway_restart_resumes_from_the_kept_sync_grid(
+Pull = Callable[[int], Awaitable[list[Accepted]]]
+
+
+async def _pull_cut_halfway(
     pki: Pki, tmp_path: Path, source: Path
-) -> None:
-    """Our server keeps where a served file's SYNs fall (`served_dir`): a restarted gateway
-    honours AIFE's restarted READ instead of refusing it (2/214) and sending it all again."""
+) -> tuple[Waiting, MemoryInbox, Path, Pull]:
+    """One file waiting on our server (sync grid kept in `grid`), pulled by AIFE through a
+    link cut halfway down; the server is stopped. Returns what a restart needs to pull again."""
     waiting = Waiting(
         [OutgoingFile("M1", source, len(DATA), CODE, created=CREATED, file_name="f.xml")]
     )
@@ -297,6 +300,15 @@ async def test_pull_cut_then_gateway_restart_resumes_from_the_kept_sync_grid(
                 await once(relay.port)
     finally:
         await first.stop(timeout=1)
+    return waiting, inbox, grid, once
+
+
+async def test_pull_cut_then_gateway_restart_resumes_from_the_kept_sync_grid(
+    pki: Pki, tmp_path: Path, source: Path
+) -> None:
+    """Our server keeps where a served file's SYNs fall (`served_dir`): a restarted gateway
+    honours AIFE's restarted READ instead of refusing it (2/214) and sending it all again."""
+    waiting, inbox, grid, once = await _pull_cut_halfway(pki, tmp_path, source)
     assert len(list(grid.iterdir())) == 1  # the grid of the pull in progress, on disk
     again = await start_listener(pki, tmp_path / "served", outgoing=waiting, served=grid)
     try:
@@ -316,22 +328,7 @@ async def test_kept_grid_of_another_file_or_cut_is_not_trusted(
     """The grid names the message, its size, the article size and the interval: a READ
     restarted against anything else (here: the file changed size) is refused, not resumed
     at a wrong byte."""
-    waiting = Waiting(
-        [OutgoingFile("M1", source, len(DATA), CODE, created=CREATED, file_name="f.xml")]
-    )
-    pulled, inbox, grid = Spool(tmp_path / "pulled"), MemoryInbox(), tmp_path / "grid"
-
-    def once(port: int) -> Awaitable[list[Accepted]]:
-        target = peer(pki, port)
-        return pull(target, names={CODE: CODE}, spool=pulled, inbox=inbox, max_size=1 << 30)
-
-    first = await start_listener(pki, tmp_path / "served", outgoing=waiting, served=grid)
-    try:
-        async with CutProxy(first.port, down=len(DATA) // 2) as relay:
-            with pytest.raises(PesitTransientError):
-                await once(relay.port)
-    finally:
-        await first.stop(timeout=1)
+    waiting, inbox, grid, once = await _pull_cut_halfway(pki, tmp_path, source)
     (kept,) = grid.iterdir()
     kept.write_text(kept.read_text().replace(f'"size": {len(DATA)}', '"size": 1'))
     again = await start_listener(pki, tmp_path / "served", outgoing=waiting, served=grid)

@@ -29,6 +29,7 @@ from gateway.simulator.desk import Timing
 from gateway.simulator.feeder import drop_file
 from gateway.simulator.runner import Options, Simulator
 from gateway.simulator.samples import ubl_invoice
+from tests.e2e.gateway_process import end
 from tests.simulator.world import simulator_sandbox
 
 pytestmark = pytest.mark.slow
@@ -43,13 +44,7 @@ def gateway(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end(proc, timeout=15)
 
 
 def _events(log: Path) -> list[dict[str, Any]]:
