@@ -18,7 +18,7 @@ from gateway.store import IllegalTransition, Message, RetryPolicy, Store, Unknow
 from protocols.as2.answers import disposition_labels
 from protocols.as2.endpoint import Answered
 from protocols.as2.mic import Mic
-from protocols.as2.receipts import MDN_RECEIVED, MDN_SENT, MdnOutcome, StoredMdn, Trail
+from protocols.as2.receipts import MDN_RECEIVED, MdnOutcome, StoredMdn, Trail, sent_event
 
 __all__ = ["StoreJournal", "emission_seconds", "observe", "settle"]
 
@@ -38,7 +38,8 @@ class StoreJournal:
         return Trail(await self._store.events(message_id)).sent_mdn(original_message_id)
 
     async def remember(self, message_id: str, mdn: StoredMdn) -> None:
-        await self._store.record_event(message_id, kind=MDN_SENT, detail=mdn.to_detail())
+        kind, detail = sent_event(mdn)
+        await self._store.record_event(message_id, kind=kind, detail=detail)
 
     async def receipt(self, connection: str, outcome: MdnOutcome) -> bool:
         message = await self._ours(connection, outcome.original_message_id)

@@ -61,6 +61,13 @@ def _refusal(exc: StoreError) -> TransferRefused:
     return TransferRefused(RefusalKind.UNAVAILABLE, "the gateway could not store the file")
 
 
+def _accepted(receipt: Receipt) -> Accepted:
+    """The endpoint's view of a receipt: a new message's accept commit held `Incoming.events`."""
+    duplicate = receipt.duplicate
+    return Accepted(receipt.message_id, receipt.sha256, receipt.size, duplicate,
+                    events_recorded=not duplicate)  # fmt: skip
+
+
 def _routing_refusal(exc: RoutingError, *, message_id: str | None = None) -> TransferRefused:
     return TransferRefused(RefusalKind(exc.kind), exc.reason, message_id=message_id)
 
@@ -91,7 +98,7 @@ class GatewayInbox:
             receipt = await self._reception(data, incoming)
         else:
             receipt = await self._emission(data, incoming)
-        return Accepted(receipt.message_id, receipt.sha256, receipt.size, receipt.duplicate)
+        return _accepted(receipt)
 
     async def accept_spooled(
         self, path: Path, incoming: Incoming, *, size: int, sha256: str
@@ -102,7 +109,7 @@ class GatewayInbox:
             receipt = await self._reception(_Spooled(path, size, sha256), incoming)
         else:
             receipt = await self._emission(read_blocks(path), incoming)
-        return Accepted(receipt.message_id, receipt.sha256, receipt.size, receipt.duplicate)
+        return _accepted(receipt)
 
     async def _durable(
         self, data: Data, submission: Submission, sniffer: Sniffer | None
@@ -142,6 +149,7 @@ class GatewayInbox:
             file_name=incoming.file_name,
             max_size=view.config.max_size,
             expected_size=incoming.expected_size,
+            events=incoming.events,
         )
         receipt = await self._durable(data, submission, None)
         self._count(incoming, name, receipt)
@@ -177,6 +185,7 @@ class GatewayInbox:
             file_name=incoming.file_name,
             max_size=limit,
             expected_size=incoming.expected_size,
+            events=incoming.events,
             decide=plan.decide,  # routed or rejected in the commit that accepts it
         )
         receipt = await self._durable(data, submission, sniffer)

@@ -8,7 +8,7 @@ SFTP status, a PeSIT diagnostic.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -32,6 +32,10 @@ class Incoming:
     peer_message_id: str | None = None  # AS2 Message-ID, PeSIT transfer id, SFTP path…
     file_name: str | None = None
     expected_size: int | None = None  # announced size, when the protocol announces one
+    # Audit events (kind, detail) an inbox that keeps a trail records with the message in
+    # the commit that accepts it, when it is new (never on a repeat), saying so in
+    # `Accepted.events_recorded`. An AS2 receipt prepared in advance is one.
+    events: tuple[tuple[str, Mapping[str, object]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,7 @@ class Accepted:
     sha256: str
     size: int
     duplicate: bool
+    events_recorded: bool = False  # `Incoming.events` are in the message's trail (new only)
 
 
 class RefusalKind(StrEnum):

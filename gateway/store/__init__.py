@@ -91,6 +91,9 @@ class Submission:
     # Called on the event loop once the last byte is in (sniffers have seen it all), before
     # anything is committed: a new message is then routed or rejected in its own accept commit.
     decide: Decide | None = None
+    # Further events (kind, detail) a new message gets in its accept commit (a repeat does
+    # not): what the endpoint will answer, recorded before it is sent.
+    events: tuple[tuple[str, Mapping[str, object]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

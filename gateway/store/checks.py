@@ -8,6 +8,7 @@ is a bare name (no directory part), so a later sender can never be walked out of
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from gateway.model import Direction, Environment
 from gateway.store import InvalidSubmission, Submission
@@ -75,6 +76,10 @@ def check_submission(sub: Submission) -> None:
     check_size("expected_size", sub.expected_size)
     if sub.decide is not None and not callable(sub.decide):
         raise InvalidSubmission("decide", "must be callable")
+    for n, event in enumerate(sub.events):
+        if not (isinstance(event, tuple) and len(event) == 2 and isinstance(event[1], Mapping)):
+            raise InvalidSubmission(f"events[{n}]", "must be a (kind, detail mapping) pair")
+        check_text(f"events[{n}].kind", event[0])
 
 
 def clip_reason(reason: object) -> str:

@@ -92,36 +92,62 @@ class AcceptLedger:
         """Record a new message, or a 'duplicate' event on the one it repeats.
 
         A new message is routed or rejected per `disposition` in the same statement and
-        transaction: its 'accepted' and 'routed' (or 'rejected') events commit with it.
+        transaction: its 'accepted' and 'routed' (or 'rejected') events commit with it, then
+        the submission's own `events`. Placed
+        bytes are inserted first and the repeat looked for only when a unique index refuses
+        them (same peer id, or same content from the same source): the usual, new message
+        costs no lookup. Without placed bytes the submission is known to repeat one.
         """
         now = self.now()
+        if placed:
+            new = Message(
+                self._ids.next(now), sub.direction, sub.source, sub.connection,
+                sub.interface_code, sub.environment, sub.protocol, sub.peer_message_id,
+                sub.file_name, sha256, size, S.ACCEPTED, 0, None, None, now, now,
+            )  # fmt: skip
+            accepted: dict[str, object] = {"protocol": sub.protocol, "size": size, "sha256": sha256}
+            steps: list[Step] = [(new, "accepted", accepted)]
+            if disposition is not None:
+                steps.append(self._disposed(new, disposition))
+            final = steps[-1][0]
+            try:
+                self._insert(conn, final)
+            except sqlite3.IntegrityError:
+                found = find_duplicate(conn, sub, sha256)
+                if found is None:  # another constraint: not a repeat
+                    raise
+                return self._repeat(conn, sub, found, sha256=sha256, size=size, at=now)
+            for step, kind, detail in steps:
+                at = fmt_time(step.updated_at)
+                self._append(conn, new.id, at=at, kind=kind, state=step.state, detail=detail)
+            for extra, more in sub.events:
+                self._append(conn, new.id, at=at, kind=extra, state=None, detail=more)
+            return Receipt(new.id, sha256, size, False, now, final.state)
         found = find_duplicate(conn, sub, sha256)
-        if found is not None:
-            orig, matched = found
-            detail = {"matched": matched, "sha256": sha256, "size": size}
-            detail |= {"peer_message_id": sub.peer_message_id, "file_name": sub.file_name}
-            conflict = matched == "peer_message_id" and orig.sha256 != sha256
-            kind = "conflicting_repeat" if conflict else "duplicate"  # the first is refused
-            self._event(conn, orig.id, at=now, kind=kind, state=None, detail=detail)
-            return Receipt(orig.id, orig.sha256, orig.size, True, orig.created_at, orig.state,
-                           conflict=sha256 if conflict else None)  # fmt: skip
-        if not placed:
+        if found is None:
             raise StoreError("the message this submission repeated is gone; submit it again")
-        new = Message(
-            self._ids.next(now), sub.direction, sub.source, sub.connection, sub.interface_code,
-            sub.environment, sub.protocol, sub.peer_message_id, sub.file_name, sha256, size,
-            S.ACCEPTED, 0, None, None, now, now,
-        )  # fmt: skip
-        accepted: dict[str, object] = {"protocol": sub.protocol, "size": size, "sha256": sha256}
-        steps: list[Step] = [(new, "accepted", accepted)]
-        if disposition is not None:
-            steps.append(self._disposed(new, disposition))
-        final = steps[-1][0]
-        self._insert(conn, final)
-        for step, kind, detail in steps:
-            at = fmt_time(step.updated_at)
-            self._append(conn, new.id, at=at, kind=kind, state=step.state, detail=detail)
-        return Receipt(new.id, sha256, size, False, now, final.state)
+        return self._repeat(conn, sub, found, sha256=sha256, size=size, at=now)
+
+    def _repeat(
+        self,
+        conn: sqlite3.Connection,
+        sub: Submission,
+        found: tuple[Message, str],
+        *,
+        sha256: str,
+        size: int,
+        at: datetime,
+    ) -> Receipt:
+        """A 'duplicate' event on the original, or 'conflicting_repeat' (refused by the
+        caller) when a peer id comes back with other bytes; the original's receipt."""
+        orig, matched = found
+        detail = {"matched": matched, "sha256": sha256, "size": size}
+        detail |= {"peer_message_id": sub.peer_message_id, "file_name": sub.file_name}
+        conflict = matched == "peer_message_id" and orig.sha256 != sha256
+        kind = "conflicting_repeat" if conflict else "duplicate"
+        self._event(conn, orig.id, at=at, kind=kind, state=None, detail=detail)
+        return Receipt(orig.id, orig.sha256, orig.size, True, orig.created_at, orig.state,
+                       conflict=sha256 if conflict else None)  # fmt: skip
 
     def _disposed(self, new: Message, disposition: Disposition) -> Step:
         if isinstance(disposition, RouteTo):

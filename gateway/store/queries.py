@@ -70,6 +70,15 @@ def find_duplicate(
     return None if row is None else (message_from_row(row), "content")
 
 
+def peer_id_known(conn: sqlite3.Connection, sub: Submission) -> bool:
+    """Has `sub.source` already handed over a message under this peer id?"""
+    row = conn.execute(
+        "SELECT 1 FROM messages WHERE source = ? AND peer_message_id = ?",
+        (sub.source, sub.peer_message_id),
+    ).fetchone()
+    return row is not None
+
+
 def is_referenced(conn: sqlite3.Connection, sha256: str) -> bool:
     """Does any message name this payload?"""
     row = conn.execute("SELECT 1 FROM messages WHERE sha256 = ? LIMIT 1", (sha256,)).fetchone()

@@ -120,16 +120,17 @@ class Settlement:
     def _finish_and_place(self, spooler: Spooler, sub: Submission) -> tuple[Spooled, bool]:
         """Seal the temp; drop a resend already known by its peer id, else place it.
 
-        Without a peer id, a repeat can only be the same bytes: they are found in place and
-        not rewritten, and the writer's own check (in its transaction) recognises the repeat.
+        Any other repeat can only be the same bytes: they are found in place and not
+        rewritten, and the writer's own check (in its transaction) recognises the repeat.
         """
         try:
             spooled = spooler.finish()
-            if sub.peer_message_id is not None:
-                found = self._readers.call(lambda c: q.find_duplicate(c, sub, spooled.sha256))
-                if found is not None:
-                    spooler.abort()  # nothing to make durable: the original's payload is
-                    return spooled, False
+            known = sub.peer_message_id is not None and self._readers.call(
+                lambda c: q.peer_id_known(c, sub)
+            )
+            if known:
+                spooler.abort()  # nothing to make durable: the original's payload is
+                return spooled, False
             self._payloads.place(spooled, spooler.file)
         except BaseException as exc:
             spooler.abort()

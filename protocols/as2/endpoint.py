@@ -52,7 +52,7 @@ from protocols.as2.mdn import MdnRequest, build_mdn, parse_mdn
 from protocols.as2.mime import Headers
 from protocols.as2.opening import open_message
 from protocols.as2.partners import PartnerProfile, Partners
-from protocols.as2.receipts import MdnOutcome, StoredMdn
+from protocols.as2.receipts import MdnOutcome, StoredMdn, sent_event
 from protocols.as2.sender import MDN_CAP, MdnCourier, MdnWaiters, Offload
 from protocols.ports import Accepted, InboxPort, Incoming, TransferRefused
 
@@ -197,7 +197,7 @@ class As2Endpoint:
             return Verdict(refusal=refusal_of(exc))
         finally:
             del body  # the payload is all we keep from here on
-        received = opened.received
+        received, receipt = opened.received, opened.receipt
         incoming = Incoming(
             protocol="as2",
             direction="reception",
@@ -207,6 +207,7 @@ class As2Endpoint:
             peer_message_id=envelope.message_id,
             file_name=opened.file_name,
             expected_size=len(received.payload),
+            events=() if receipt is None else (sent_event(receipt),),  # remembered if new
         )
         try:
             accepted = await self._inbox.accept(handed_over(received.payload), incoming)
@@ -247,9 +248,9 @@ class As2Endpoint:
             stored = await self._journal.recall(accepted.message_id, envelope.message_id)
             if stored is not None:
                 return stored
-        disposition, text = mdn_content(verdict)
-        built = verdict.prepared
-        if built is None:
+        stored = verdict.prepared
+        if stored is None:
+            disposition, text = mdn_content(verdict)
             built = await self._offload(
                 build_mdn,
                 original_message_id=envelope.message_id,
@@ -260,10 +261,10 @@ class As2Endpoint:
                 now=self._clock(),
                 text=text,
             )
-        stored = StoredMdn.of(
-            built, original_message_id=envelope.message_id, disposition=disposition
-        )
-        if accepted is not None:
+            stored = StoredMdn.of(
+                built, original_message_id=envelope.message_id, disposition=disposition
+            )
+        if accepted is not None and not (stored is verdict.prepared and accepted.events_recorded):
             await self._journal.remember(accepted.message_id, stored)
         return stored
 

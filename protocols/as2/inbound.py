@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from protocols.as2.answers import HTTP_STATUS, Refusal, refusal_of
 from protocols.as2.envelope import Envelope
 from protocols.as2.errors import As2Error, As2LimitError, Modifier
-from protocols.as2.mdn import BuiltMdn, Disposition, MdnRequest
+from protocols.as2.mdn import Disposition, MdnRequest
 from protocols.as2.mic import Mic
 from protocols.as2.partners import PartnerProfile
 from protocols.as2.receipts import MdnOutcome, StoredMdn
@@ -99,10 +99,10 @@ class Verdict:
     accepted: Accepted | None = None
     mic: Mic | None = None
     refusal: Refusal | None = None
-    receipt: BuiltMdn | None = None
+    receipt: StoredMdn | None = None
 
     @property
-    def prepared(self) -> BuiltMdn | None:
+    def prepared(self) -> StoredMdn | None:
         """The receipt signed in advance, when it is the right answer (accepted, new)."""
         accepted = self.accepted
         if self.refusal is None and accepted is not None and not accepted.duplicate:

@@ -4,8 +4,10 @@ Each job handed to the worker pool costs a thread hand-off there and back and a 
 GIL with the event loop: measured, about 0.2 ms of CPU per job, a third of the cryptography an
 inbound message needs. So the receipt a message gets when the inbox accepts it as new
 (`processed`, with its MIC) is signed in the job that decrypts and verifies it, before the
-inbox is asked. It is only *sent* once the payload is durable; any other outcome (a refusal,
-a repeat) gets its own receipt, built afterwards as before, and this one is dropped unsent.
+inbox is asked, and handed to it with the payload: a new message's accepting commit records
+it as the MDN sent, sparing the commit that would record it afterwards. It is only *sent* once
+that commit is durable; any other outcome (a refusal, a repeat) gets its own receipt, built
+afterwards as before, and this one is dropped unsent and unrecorded.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from dataclasses import dataclass
 
 from protocols.as2.der import Chunk
 from protocols.as2.envelope import Envelope
-from protocols.as2.mdn import BuiltMdn, Disposition, build_mdn
+from protocols.as2.mdn import Disposition, build_mdn
 from protocols.as2.message import ReceivedMessage, parse_message
 from protocols.as2.mime import Headers
 from protocols.as2.partners import PartnerProfile, interface_code_of
+from protocols.as2.receipts import StoredMdn
 
 __all__ = ["Opened", "open_message"]
 
@@ -31,7 +34,7 @@ class Opened:
     received: ReceivedMessage
     interface_code: str
     file_name: str | None
-    receipt: BuiltMdn | None  # `processed`: valid only once the inbox accepted it as new
+    receipt: StoredMdn | None  # `processed`: valid only once the inbox accepted it as new
 
 
 def open_message(
@@ -52,12 +55,16 @@ def open_message(
     asked = envelope.mdn_request
     receipt = None
     if asked is not None:
-        receipt = build_mdn(
+        processed = Disposition()
+        built = build_mdn(
             original_message_id=envelope.message_id,
-            disposition=Disposition(),
+            disposition=processed,
             mic=received.mic,
             request=asked,
             params=profile.mdn,
             now=now,
+        )
+        receipt = StoredMdn.of(
+            built, original_message_id=envelope.message_id, disposition=processed
         )
     return Opened(received, code, file_name, receipt)

@@ -17,7 +17,10 @@ from protocols.as2.errors import As2Error
 from protocols.as2.mdn import BuiltMdn, Disposition, ReceivedMdn
 from protocols.as2.mic import Mic
 
-__all__ = ["MDN_RECEIVED", "MDN_SENT", "SENDING", "MdnOutcome", "Noted", "StoredMdn", "Trail"]
+__all__ = [
+    "MDN_RECEIVED", "MDN_SENT", "SENDING",
+    "MdnOutcome", "Noted", "StoredMdn", "Trail", "sent_event",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,11 @@ class MdnOutcome:
 
 
 SENDING, MDN_SENT, MDN_RECEIVED = "as2.sending", "as2.mdn_sent", "as2.mdn_received"
+
+
+def sent_event(mdn: StoredMdn) -> tuple[str, dict[str, object]]:
+    """The audit event (kind, detail) saying `mdn` was sent: what `Trail.sent_mdn` reads."""
+    return MDN_SENT, mdn.to_detail()
 
 
 class Noted(Protocol):

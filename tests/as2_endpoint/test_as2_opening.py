@@ -61,12 +61,14 @@ def test_opened_message_carries_its_signed_positive_receipt(parties: Parties) ->
     assert bytes(opened.received.payload) == XML
     assert (opened.interface_code, opened.file_name) == ("CSO1100A", "CSO1100A_42.xml")
     assert opened.receipt is not None
-    mdn = parse_mdn(opened.receipt.headers, opened.receipt.body,
+    mdn = parse_mdn(dict(opened.receipt.headers), opened.receipt.body,
                     partner_certificates=[parties.pa_qual.cert], expected_mic=built.mic,
                     expected_message_id=envelope.message_id, now=now())  # fmt: skip
     assert mdn.signed
     assert mdn.accepted
     assert mdn.disposition == Disposition()
+    assert opened.receipt.disposition == Disposition().header_value()
+    assert opened.receipt.original_message_id == envelope.message_id
 
 
 def test_no_receipt_is_signed_when_none_was_asked(parties: Parties) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from gateway.model import Direction
+from protocols.as2.receipts import StoredMdn
 from tests.as2_endpoint.harness import (
     PA_QUAL,
     QUAL,
@@ -58,8 +59,13 @@ async def test_openssl_message_is_durable_before_its_signed_mdn(
         assert message.file_name == "CSO1100A_42.xml"
         assert message.peer_message_id == headers["Message-ID"]
         assert await _stored(gw.context, message.id) == XML
-        kinds = [e.kind for e in await gw.context.store.events(message.id)]
-        assert kinds == ["accepted", "as2.mdn_sent"]  # durable first, MDN recorded before sent
+        events = await gw.context.store.events(message.id)
+        assert [e.kind for e in events] == ["accepted", "as2.mdn_sent"]  # recorded before sent
+        assert events[1].at == events[0].at  # in the commit that accepted the payload
+        sent = StoredMdn.from_detail(events[1].detail)
+        assert sent is not None
+        assert sent.body == answer  # exactly what a repeat of this Message-ID gets again
+        assert all(answer_headers[name] == value for name, value in sent.headers)
 
 
 async def _chunks(data: bytes, size: int = 1000) -> AsyncIterator[bytes]:

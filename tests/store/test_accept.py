@@ -187,13 +187,17 @@ async def test_chunks_that_are_not_bytes_are_refused(store: SQLiteStore, root: P
         ("expected_size", "10"),
         ("direction", "emission"),
         ("environment", "prod"),
+        ("events[0]", ["as2.mdn_sent", {}]),
+        ("events[0]", ("as2.mdn_sent", "not a mapping")),
+        ("events[0].kind", ("as2\nforged", {})),
     ],
 )
 async def test_hostile_submission_fields_are_refused_by_name(
     store: SQLiteStore, root: Path, field: str, value: object
 ) -> None:
+    name = field.split("[", 1)[0]
     with pytest.raises(InvalidSubmission) as info:
-        await store.accept(b"payload", sub(**{field: value}))
+        await store.accept(b"payload", sub(**{name: (value,) if name == "events" else value}))
     assert info.value.field == field
     assert_nothing_recorded(root)
 
@@ -408,6 +412,36 @@ async def test_duplicate_by_content_returns_the_original_receipt(
     with raw_db(root) as conn:
         assert conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 1
     assert len(payload_files(root)) == 1
+
+
+async def test_same_bytes_under_a_new_peer_id_repeat_the_message_by_content(
+    store: SQLiteStore, root: Path
+) -> None:
+    """The new peer id passes the pre-check, so the bytes are placed (found present), and the
+    insert refused by the content index turns into the original's receipt."""
+    first = await store.accept(b"same bytes", sub(peer_message_id="<1@as2>"))
+    again = await store.accept(b"same bytes", sub(peer_message_id="<2@as2>"))
+    assert again.duplicate
+    assert again.message_id == first.message_id
+    events = await store.events(first.message_id)
+    assert [e.kind for e in events] == ["accepted", "duplicate"]
+    assert events[1].detail["matched"] == "content"
+    assert payload_files(root) == [store.payload_path(await store.get(first.message_id))]
+    assert temp_files(root) == []
+
+
+async def test_submission_events_commit_with_a_new_message_and_never_with_a_repeat(
+    store: SQLiteStore,
+) -> None:
+    said = ("as2.mdn_sent", {"disposition": "processed"})
+    first = await store.accept(b"bytes", sub(peer_message_id="<7@as2>", events=(said,)))
+    again = await store.accept(b"bytes", sub(peer_message_id="<7@as2>", events=(said,)))
+    assert again.duplicate
+    events = await store.events(first.message_id)
+    assert [e.kind for e in events] == ["accepted", "as2.mdn_sent", "duplicate"]
+    assert events[1].detail == {"disposition": "processed"}
+    assert events[1].at == events[0].at
+    assert events[1].state is None
 
 
 async def test_same_bytes_from_another_source_is_another_message_sharing_the_payload(
