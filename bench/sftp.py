@@ -4,7 +4,9 @@
                          [--sessions 200] [--rounds 5] [--dir /target/disk]
 
 The client is always OpenSSH `sftp -b` with aes128-gcm@openssh.com, on the same disk for every
-server. Four servers, interleaved round by round so that load noise hits all alike:
+server. Four servers, interleaved round by round so that load noise hits all alike; after each
+upload the page cache is synced (untimed), so that no server's turn pays for the writeback of
+what the one before left unsynced:
 
   gateway     the listener over the real inbox port: CLOSE is answered once the payload and its
               directory are fsynced and the record (accepted + routed events) is committed
@@ -205,6 +207,9 @@ async def _measure(
         try:
             for name in order:
                 rates[name].append(await uploads[name](targets[name]))
+                # Untimed: what a server left unsynced (bare, sshd) is written out now, not
+                # during the next server's turn, where it would slow that server's fsyncs.
+                await asyncio.to_thread(os.sync)
         finally:
             shutil.rmtree(inputs, ignore_errors=True)
     return rates
