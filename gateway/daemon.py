@@ -28,6 +28,7 @@ from gateway.intake import GatewayInbox
 from gateway.logging import configure, get_logger
 from gateway.router import Router
 from gateway.services import AdminExtension, EndpointFactory, GatewayContext, Service
+from gateway.start_retry import StartRetry
 from gateway.store import Store
 from gateway.store.sqlite import open_store
 from gateway.wakeups import Wakeups
@@ -125,9 +126,11 @@ class Daemon:
         for factory in self._factories:
             services.extend(factory(context))
         for service in services:
-            await service.start()
-            self._services.append(service)
-            log.info("service_started", service=service.name)
+            retrying = StartRetry(service)  # one that cannot start yet is retried, not fatal
+            await retrying.start()
+            self._services.append(retrying)
+            if retrying.started:
+                log.info("service_started", service=service.name)
 
     async def _stop_services(self, timeout: float) -> None:
         services, self._services = self._services, []

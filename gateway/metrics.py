@@ -110,6 +110,12 @@ ROUTING = Counter(
     ["interface_code", "outcome"],
     registry=REGISTRY,
 )
+SERVICE_START_FAILURES = Counter(
+    "raccord_service_start_failures_total",
+    "Failed attempts to start a listener or worker (a port taken...); retried with backoff",
+    ["service"],
+    registry=REGISTRY,
+)
 CONFIG_RELOADS = Counter(
     "raccord_config_reloads_total",
     "Configuration reloads (SIGHUP) by outcome",

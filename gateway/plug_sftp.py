@@ -23,7 +23,7 @@ from gateway import metrics
 from gateway.config import Config, ConnectionConfig
 from gateway.connections import ConnectionRegistry
 from gateway.credentials import CredentialSet
-from gateway.errors import ConfigError, ConnectionStateError, RaccordError, StoreError
+from gateway.errors import ConfigError, ConnectionStateError, StoreError
 from gateway.logging import get_logger
 from gateway.model import Direction, MessageState, Protocol
 from gateway.offload import run_blocking
@@ -31,6 +31,7 @@ from gateway.outbox import OutboxWorker, SendResult
 from gateway.router import outbound_name
 from gateway.services import GatewayContext, Service
 from gateway.settings.sftp import ListenerPlan, SftpSettings, plan_listeners, sftp_settings
+from gateway.start_retry import StartRetry
 from gateway.store import Message, RetryPolicy, Store
 from protocols.errors import TransientSendError
 from protocols.ports import FlowDirection
@@ -324,14 +325,13 @@ class SftpServices:
     """Every SFTP listener and client as one daemon `Service`, planned when it starts.
 
     Planning reads key files, so it runs in the offload pool, not in the daemon's factory
-    call. A listener that cannot start is logged and leaves the others running; readiness
-    then reports false so the operator sees it.
+    call. A listener that cannot start (its port taken) is logged, counted and tried again
+    with backoff (`StartRetry`) while the others run; readiness reports false meanwhile.
     """
 
     def __init__(self, context: GatewayContext) -> None:
         self._context = context
-        self._services: list[Service] = []
-        self._failed: list[str] = []
+        self._services: list[StartRetry] = []
         self._started = False
 
     @property
@@ -340,7 +340,7 @@ class SftpServices:
 
     @property
     def ready(self) -> bool:
-        return self._started and not self._failed and all(s.ready for s in self._services)
+        return self._started and all(s.ready for s in self._services)
 
     async def start(self) -> None:
         plans = await run_blocking(plan_all, self._context.config, self._context.credentials)
@@ -358,14 +358,11 @@ class SftpServices:
         ]
         services.extend(ClientService(plan, self._context) for plan in plans.clients)
         for service in services:
-            try:
-                await service.start()
-            except RaccordError as exc:
-                self._failed.append(service.name)
-                log.error("sftp.service_failed", service=service.name, reason=str(exc))
-                continue
-            self._services.append(service)
-            log.info("sftp.service_started", service=service.name)
+            retrying = StartRetry(service)  # a port still taken is tried again, with backoff
+            await retrying.start()
+            self._services.append(retrying)
+            if retrying.started:
+                log.info("sftp.service_started", service=service.name)
         self._started = True
 
     async def stop(self, *, timeout: float) -> None:
@@ -377,7 +374,7 @@ class SftpServices:
     @property
     def services(self) -> list[Service]:
         """The running listeners and clients (tests and diagnostics)."""
-        return list(self._services)
+        return [s.inner for s in self._services if s.started]
 
 
 def factory(context: GatewayContext) -> Sequence[Service]:

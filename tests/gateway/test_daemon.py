@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import IO, Any
 import aiohttp
 import pytest
 
+from gateway import start_retry
 from gateway.daemon import Daemon
 from gateway.model import ConnectionStatus
 from gateway.store.sqlite import open_store
@@ -65,6 +67,47 @@ async def test_admin_endpoints_and_clean_stop(
     assert 'raccord_outbox_pending{connection="g2b-prod-as2"} 0.0' in text
     daemon.request_stop()
     assert await asyncio.wait_for(task, 10) == 0
+
+
+async def test_a_listener_port_taken_at_start_is_retried_and_readiness_waits_for_it(
+    sandbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon runs (admin, other listeners) and says not ready until the AS2 port binds."""
+    monkeypatch.setenv("RACCORD_ADMIN_PORT", "0")
+    monkeypatch.setattr(start_retry, "FIRST_DELAY", 0.05)
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 18401))  # b2g-qual-as2's listener in the sandbox
+    blocker.listen()
+    daemon = Daemon(sandbox, install_signals=False)
+    task = asyncio.create_task(daemon.run())
+    try:
+        for _ in range(200):
+            if daemon.admin is not None and daemon.admin.bound_port and daemon.context:
+                break
+            await asyncio.sleep(0.05)
+        assert daemon.admin is not None
+        port = daemon.admin.bound_port
+        assert port
+        for _ in range(6):
+            status, body = await _get(port, "/readyz")
+            assert status == 503, body
+            await asyncio.sleep(0.1)
+        assert json.loads(body)["checks"]["listeners"] is False
+        assert "raccord_service_start_failures_total{service=" in (await _get(port, "/metrics"))[1]
+        blocker.close()
+        for _ in range(100):
+            status, body = await _get(port, "/readyz")
+            if status == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert status == 200, body
+        _, writer = await asyncio.open_connection("127.0.0.1", 18401)  # ours now
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        blocker.close()
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 10) == 0
 
 
 def test_invalid_config_exits_2(tmp_path: Path) -> None:

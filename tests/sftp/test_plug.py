@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import stat
 from pathlib import Path
@@ -11,10 +12,12 @@ import asyncssh
 import pytest
 from pydantic import ValidationError
 
+from gateway import start_retry
 from gateway.cli import main
 from gateway.config import Config, SftpServerConfig
 from gateway.config_load import ConfigErrors, load
 from gateway.credentials import load_credentials
+from gateway.metrics import SERVICE_START_FAILURES
 from gateway.model import Direction
 from gateway.plug_sftp import ClientService, SftpServices, client_plan, config_problems, factory
 from gateway.settings.sftp import SftpSettings, plan_listeners
@@ -278,9 +281,19 @@ def test_cli_prints_a_stable_host_key_fingerprint(
     assert "127.0.0.1:18422  SHA256:" in first
 
 
-async def test_a_listener_that_cannot_start_leaves_the_rest_running_and_not_ready(
-    sandbox: Path, tmp_path: Path
+async def _became_ready(service: SftpServices, seconds: float = 5.0) -> bool:
+    for _ in range(int(seconds / 0.05)):
+        if service.ready:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_listener_whose_port_is_taken_is_retried_until_it_binds(
+    sandbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The rest runs meanwhile and readiness says false; once the port is free, it listens."""
+    monkeypatch.setattr(start_retry, "FIRST_DELAY", 0.05)
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen()
@@ -292,11 +305,19 @@ async def test_a_listener_that_cannot_start_leaves_the_rest_running_and_not_read
     )
     env = await gateway_env(path, tmp_path / "data")
     [service] = factory(env.context())
+    failures = SERVICE_START_FAILURES.labels(service=f"sftp-listener-{taken}")
+    before = failures._value.get()
     try:
         await service.start()
         assert not service.ready
         assert isinstance(service, SftpServices)
         assert [type(s) for s in service.services] == [ClientService]
+        await asyncio.sleep(0.2)
+        assert failures._value.get() >= before + 2  # tried again meanwhile, still refused
+        blocker.close()
+        assert await _became_ready(service)
+        listener = next(s for s in service.services if isinstance(s, SftpListener))
+        assert listener.port == taken
     finally:
         await service.stop(timeout=2)
         await env.store.close()

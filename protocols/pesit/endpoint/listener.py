@@ -88,7 +88,7 @@ class PesitListener:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        """Listen; a port that cannot be bound is logged and leaves the listener not ready.
+        """Listen; a port that cannot be bound is logged and raised (OSError), not ready.
 
         Transfers spooled (and pulls served) long ago and never restarted are forgotten first.
         """
@@ -106,7 +106,7 @@ class PesitListener:
             self._log.error(
                 "pesit.listen_failed", host=self._host, port=self._port, reason=str(exc)
             )
-            return
+            raise  # the daemon tries again later (gateway.start_retry)
         self._log.info("pesit.listening", host=self._host, port=self.port)
 
     async def stop(self, *, timeout: float) -> None:
