@@ -160,14 +160,14 @@ def sniff(data: bytes) -> MaterialKind:
 
 
 @dataclass(frozen=True)
-class _PemBlock:
+class PemBlock:
     label: bytes
     text: bytes  # the whole block, BEGIN to END line included
     body: bytes  # the base64 text between the armour lines
 
 
-def _pem_blocks(data: bytes, source: str) -> list[_PemBlock]:
-    blocks: list[_PemBlock] = []
+def pem_blocks(data: bytes, source: str) -> list[PemBlock]:
+    blocks: list[PemBlock] = []
     pos = 0
     while match := _PEM_BEGIN.search(data, pos):
         label = match.group(1)
@@ -177,13 +177,13 @@ def _pem_blocks(data: bytes, source: str) -> list[_PemBlock]:
         if end < 0 or 0 <= following < end:
             raise _fail(source, f"truncated PEM: BEGIN {label.decode()} without its END line")
         blocks.append(
-            _PemBlock(label, data[match.start() : end + len(end_line)], data[match.end() : end])
+            PemBlock(label, data[match.start() : end + len(end_line)], data[match.end() : end])
         )
         pos = end + len(end_line)
     return blocks
 
 
-def _pem_der(block: _PemBlock, source: str) -> bytes:
+def pem_der(block: PemBlock, source: str) -> bytes:
     if b":" in block.body:
         raise _fail(source, f"PEM {block.label.decode()} block carries headers; not expected")
     try:
@@ -247,13 +247,13 @@ def _p7_certificates(der: bytes, source: str) -> list[x509.Certificate]:
 
 
 def _pem_certificates(data: bytes, source: str) -> list[x509.Certificate]:
-    blocks = _pem_blocks(data, source)
+    blocks = pem_blocks(data, source)
     certs: list[x509.Certificate] = []
     for block in blocks:
         if block.label in _CERT_LABELS:
-            certs.append(_der_certificate(_pem_der(block, source), source))
+            certs.append(_der_certificate(pem_der(block, source), source))
         elif block.label in _P7_LABELS:
-            certs.extend(_p7_certificates(_pem_der(block, source), source))
+            certs.extend(_p7_certificates(pem_der(block, source), source))
     if not certs:
         found = ", ".join(sorted({b.label.decode() for b in blocks})) or "nothing"
         raise _fail(source, f"no certificate in PEM (found: {found})")
@@ -322,7 +322,7 @@ def parse_private_key(
     secret = passphrase or None
     kind = sniff(data)
     if kind is MaterialKind.PEM:
-        keys = [b for b in _pem_blocks(data, source) if b.label in _KEY_LABELS]
+        keys = [b for b in pem_blocks(data, source) if b.label in _KEY_LABELS]
         if len(keys) != 1:
             raise _fail(source, f"expected one private key in PEM, found {len(keys)}")
         return _decode_key(keys[0].text, pem=True, source=source, passphrase=secret)

@@ -38,6 +38,7 @@ from gateway.certchain import (
 )
 from gateway.certload import load_certificates
 from gateway.certrequest import CertRole, PrivateKey, PublicKey, key_family, role_profile
+from gateway.certrevocation import Revocations
 from gateway.errors import CertificateError
 
 __all__ = [
@@ -342,10 +343,12 @@ def check_certificate(
     valid_until: dt.datetime | dt.date | None = None,
     extra_policies: Mapping[str, AssuranceLevel] | None = None,
     warn_days: int = 30,
+    revocations: Revocations | None = None,
 ) -> CertificateReport:
     """Every rule for one connection's certificate (leaf first in `chain`), hard then soft.
 
-    Raises the first `CertificateError`; returns the leaf's report with every warning.
+    Raises the first `CertificateError` (`CertificateRevoked` when a CRL lists a certificate
+    of its path); returns the leaf's report with every warning.
     """
     if not chain:
         raise CertificateError(connection, "no certificate configured")
@@ -360,6 +363,8 @@ def check_certificate(
         leaf, intermediates=intermediates, anchors=anchors, now=now, connection=connection
     )
     notes = list(verified.warnings)
+    if revocations is not None:
+        notes += revocations.check(verified.path, now=now, connection=connection)
     if valid_until is not None and (late := check_period(leaf, valid_until=valid_until)):
         notes.append(late)
     return report(leaf, now=now, extra_policies=extra_policies, warn_days=warn_days, notes=notes)

@@ -341,6 +341,7 @@ class GatewayConfig(Frozen):
     shutdown_timeout: Annotated[float, Field(gt=0)] = 30.0
     housekeeping_interval: Annotated[float, Field(gt=0, le=3600)] = 15.0
     trust_anchors: tuple[ConfigPath, ...] = ()
+    crls: tuple[ConfigPath, ...] = ()  # CRL files (PEM or DER); re-read on SIGHUP
     admin: AdminConfig = AdminConfig()
 
 

@@ -2,8 +2,9 @@
 
 Every rule of domain.md §4 is applied here through `certpolicy`, and each problem becomes a
 ConfigError naming the field. One exception on purpose: an *expired* (or not yet valid)
-certificate does not stop the gateway; it stops its own connection's traffic, with a warning,
-so that one lapsed certificate never takes the other connections down with it.
+certificate, and one a CRL of `gateway.crls` lists as revoked, does not stop the gateway; it
+stops its own connection's traffic, with a warning, so that one lapsed certificate never takes
+the other connections down with it (nor makes a SIGHUP bringing a new CRL be refused).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from gateway.certpolicy import (
     find_shared_material,
     verify_chain,
 )
+from gateway.certrevocation import LoadedCrl, Revocations, load_crls
 from gateway.config import Config, ConnectionConfig, KeyPair
 from gateway.config_load import read_secret
-from gateway.errors import CertificateError, ConfigError
+from gateway.errors import CertificateError, CertificateRevoked, ConfigError
 from gateway.model import Protocol
 
 # What each of our key pairs must be fit for, by protocol (domain.md §4).
@@ -60,6 +62,7 @@ class ConnectionCredentials:
     partner: tuple[x509.Certificate, ...] = ()
     trust_anchors: tuple[x509.Certificate, ...] = ()
     warnings: tuple[str, ...] = ()
+    revoked: tuple[str, ...] = ()  # a CRL lists one of its certificates: traffic stops
 
     def expiries(self) -> dict[str, dt.datetime]:
         """notAfter of each of our certificates and of the partner's, by role."""
@@ -69,7 +72,10 @@ class ConnectionCredentials:
         return found
 
     def unusable_reason(self, now: dt.datetime) -> str | None:
-        """Why traffic must stop now (a certificate in use is expired or not yet valid)."""
+        """Why traffic must stop now (a certificate in use is revoked, expired or not yet
+        valid)."""
+        if self.revoked:
+            return self.revoked[0]
         for role, material in self.own.items():
             if role == "next_client":
                 continue
@@ -87,13 +93,31 @@ CredentialSet = Mapping[str, ConnectionCredentials]
 class _Collector:
     """Accumulates ConfigErrors and warnings for one connection."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, revocations: Revocations) -> None:
         self.prefix = prefix
+        self.revocations = revocations
         self.errors: list[ConfigError] = []
         self.warnings: list[str] = []
+        self.revoked: list[str] = []
 
     def add(self, where: str, exc: CertificateError) -> None:
+        """A revoked certificate stops its connection (a warning); anything else is an error."""
+        if isinstance(exc, CertificateRevoked):
+            self.revoked.append(exc.reason)
+            self.warnings.append(f"{self.prefix}.{where}: {exc.reason} (traffic stopped)")
+            return
         self.errors.append(ConfigError(f"{self.prefix}.{where}", exc.reason))
+
+
+def _load_revocations(paths: Sequence[Path], errors: list[ConfigError]) -> Revocations:
+    crls: list[LoadedCrl] = []
+    for index, path in enumerate(paths):
+        field = f"gateway.crls[{index}]"
+        try:
+            crls.extend(load_crls(str(path), source=field))
+        except CertificateError as exc:
+            errors.append(ConfigError(field, exc.reason))
+    return Revocations(crls)
 
 
 def _load_anchors(paths: Sequence[Path], field: str, out: _Collector) -> list[x509.Certificate]:
@@ -149,7 +173,11 @@ def _load_pair(
                 now=now,
                 key=key,
                 valid_until=conn.validity.end,
+                revocations=out.revocations,
             )
+        except CertificateRevoked as exc:
+            out.add(f"{where}.certificate", exc)
+            return KeyMaterial(chain=chain, key=key, report=None)
         except CertificateError as exc:
             out.add(f"{where}.certificate", exc)
             return None
@@ -170,7 +198,15 @@ def _load_partner(
         try:
             leaf, *rest = load_certificates(path)
             check_validity(leaf, now, connection=conn.name, what="partner certificate")
-            verify_chain(leaf, intermediates=rest, anchors=anchors, now=now, connection=conn.name)
+            verified = verify_chain(
+                leaf, intermediates=rest, anchors=anchors, now=now, connection=conn.name
+            )
+            stale = out.revocations.check(verified.path, now=now, connection=conn.name)
+            out.warnings.extend(f"{out.prefix}.{where}: {w}" for w in stale)
+        except CertificateRevoked as exc:
+            out.add(where, exc)
+            found.append(leaf)  # known, so that nothing else is mistaken for it; unusable
+            continue
         except CertificateError as exc:
             out.add(where, exc)
             continue
@@ -210,6 +246,7 @@ def _connection(
         partner=partner,
         trust_anchors=tuple(anchors),
         warnings=tuple(out.warnings),
+        revoked=tuple(out.revoked),
     )
 
 
@@ -230,8 +267,9 @@ def load_credentials(
     """Every connection's credentials, and every problem found while loading them."""
     creds: dict[str, ConnectionCredentials] = {}
     errors: list[ConfigError] = []
+    revocations = _load_revocations(config.gateway.crls, errors)
     for index, conn in enumerate(config.connections):
-        out = _Collector(f"connections[{index}]")
+        out = _Collector(f"connections[{index}]", revocations)
         creds[conn.name] = _connection(config, conn, now, out)
         errors.extend(out.errors)
     errors.extend(_sharing(config, creds))

@@ -6,6 +6,7 @@ from protocols.errors import RaccordError
 
 __all__ = [
     "CertificateError",
+    "CertificateRevoked",
     "ConfigError",
     "ConnectionStateError",
     "RaccordError",
@@ -31,6 +32,10 @@ class CertificateError(RaccordError):
         super().__init__(f"{where}: {reason}")
         self.connection = connection
         self.reason = reason
+
+
+class CertificateRevoked(CertificateError):
+    """A CRL in force lists the certificate: its connection's traffic stops (not the gateway)."""
 
 
 class RoutingError(RaccordError):

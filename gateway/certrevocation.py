@@ -1,0 +1,111 @@
+"""Certificate revocation from CRL files: a revoked certificate stops its connection's traffic.
+
+Chorus Pro's and the PA's CAs publish CRLs; operators fetch them (cron, their PKI tooling) into
+the files named by `gateway.crls` and send SIGHUP. Each file is PEM (one or more `X509 CRL`
+blocks) or DER, at most 5 MB. A CRL counts only when it is signed by the key of the
+certificate that issued the one being checked (a CRL naming that issuer but signed by another
+key is refused as forged), and it is applied to every certificate of the verified path but the
+trust anchor. A CRL past its `nextUpdate` is still applied, with a warning: an entry it lists
+is not less revoked for being old, but a newer CRL may list more.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+
+from gateway.certchain import cert_name
+from gateway.certload import pem_blocks, pem_der, read_material
+from gateway.errors import CertificateError, CertificateRevoked
+
+__all__ = ["LoadedCrl", "Revocations", "load_crls"]
+
+_CRL_LABEL = b"X509 CRL"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedCrl:
+    """One CRL and the file (config field) it came from, for precise messages."""
+
+    crl: x509.CertificateRevocationList
+    source: str
+
+
+def load_crls(path: str, *, source: str) -> list[LoadedCrl]:
+    """Every CRL of one file (PEM blocks, or one DER CRL); CertificateError when unusable."""
+    data = read_material(path)
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            blocks = [b for b in pem_blocks(data, source) if b.label == _CRL_LABEL]
+            if not blocks:
+                raise CertificateError(None, f"{source}: no X509 CRL block in the PEM file")
+            crls = [x509.load_der_x509_crl(pem_der(b, source)) for b in blocks]
+        else:
+            crls = [x509.load_der_x509_crl(data)]
+        for crl in crls:  # parse lazily parsed parts now, not at the first check
+            list(crl)
+            crl.issuer.rfc4514_string()
+    except ValueError as exc:
+        raise CertificateError(None, f"{source}: not a valid CRL ({exc})") from None
+    return [LoadedCrl(crl, source) for crl in crls]
+
+
+def _reason(entry: x509.RevokedCertificate) -> str:
+    try:
+        reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    except x509.ExtensionNotFound:
+        return "no reason given"
+    return str(reason.value)
+
+
+class Revocations:
+    """The CRLs in force, looked up by issuer name."""
+
+    def __init__(self, crls: Sequence[LoadedCrl] = ()) -> None:
+        self._by_issuer: dict[x509.Name, list[LoadedCrl]] = {}
+        for loaded in crls:
+            self._by_issuer.setdefault(loaded.crl.issuer, []).append(loaded)
+
+    def __bool__(self) -> bool:
+        return bool(self._by_issuer)
+
+    def check(
+        self, path: Sequence[x509.Certificate], *, now: dt.datetime, connection: str | None
+    ) -> list[str]:
+        """Raise CertificateRevoked when a certificate of `path` (leaf first, anchor last) is
+        revoked, CertificateError when a CRL of one of its issuers is forged; returns the
+        staleness warnings."""
+        warnings: list[str] = []
+        for cert, issuer in itertools.pairwise(path):
+            for loaded in self._by_issuer.get(issuer.subject, ()):
+                crl = loaded.crl
+                try:
+                    signed = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+                except (TypeError, UnsupportedAlgorithm):
+                    signed = False
+                if not signed:
+                    raise CertificateError(
+                        connection,
+                        f"{loaded.source} names {cert_name(issuer)} as its issuer but is not "
+                        "signed by its key (forged or wrong file)",
+                    )
+                entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+                if entry is not None:
+                    when = entry.revocation_date_utc.date()
+                    raise CertificateRevoked(
+                        connection,
+                        f"{cert_name(cert)} was revoked by {cert_name(issuer)} on {when} "
+                        f"({_reason(entry)}; {loaded.source})",
+                    )
+                next_update = crl.next_update_utc
+                if next_update is not None and now > next_update:
+                    warnings.append(
+                        f"{loaded.source}: the CRL of {cert_name(issuer)} was due for renewal on "
+                        f"{next_update.date()}; revocations since then are unknown"
+                    )
+        return warnings
