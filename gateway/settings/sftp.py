@@ -11,6 +11,7 @@ Chorus Pro and collect what came back. Defaults make the sandbox work unchanged.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,9 @@ import asyncssh
 from cryptography import x509
 from pydantic import Field, StringConstraints, model_validator
 
+from gateway.certchain import verify_chain
 from gateway.certload import load_certificates
+from gateway.certrevocation import LoadedCrl, Revocations, load_crls
 from gateway.config import (
     AccountName,
     Config,
@@ -33,7 +36,7 @@ from gateway.config import (
     SftpAccountConfig,
     SftpServerConfig,
 )
-from gateway.errors import CertificateError, ConfigError
+from gateway.errors import CertificateError, CertificateRevoked, ConfigError
 from gateway.model import Protocol
 from protocols.sftp.keys import (
     KeyFileError,
@@ -44,7 +47,7 @@ from protocols.sftp.keys import (
 )
 from protocols.sftp.paths import TEMP_SUFFIXES, Jail
 from protocols.sftp.ports import Account, Limits, ListenerParams
-from protocols.sftp.x509auth import X509Login
+from protocols.sftp.x509auth import X509Login, der
 
 if TYPE_CHECKING:
     from gateway.credentials import CredentialSet
@@ -216,19 +219,19 @@ def _block_keys(
 
 
 def _block_x509(
-    account: SftpAccountConfig, cert: x509.Certificate | None, *, config: Config, where: str
+    account: SftpAccountConfig,
+    cert: x509.Certificate | None,
+    *,
+    config: Config,
+    where: str,
+    reason: str | None = None,
 ) -> X509Login | None:
     """A certificate account logs in per RFC 6187 too, once anchors can verify its chain.
 
     Anchors: a connection account's connection's, else the gateway's. `x509_only` is read
     leniently until `SftpAccountConfig` declares it (the lead's model).
     """
-    conn = config.connection(account.connection or "")
-    paths = conn.certificates.trust_anchors if conn is not None else ()
-    anchors: list[x509.Certificate] = []
-    for path in paths or config.gateway.trust_anchors:
-        with contextlib.suppress(CertificateError):  # reported by the credentials check
-            anchors.extend(load_certificates(path))
+    anchors = _account_anchors(account, config)
     only = account.x509_only
     if only and (cert is None or not anchors):
         need = "a certificate" if cert is None else "trust anchors (gateway.trust_anchors)"
@@ -236,7 +239,46 @@ def _block_x509(
     if only and (account.authorized_keys is not None or account.password_file is not None):
         reason = "a login by certificate only: remove authorized_keys and password_file"
         raise ConfigError(f"{where}.x509_only", reason)
-    return X509Login((cert,), tuple(anchors), only=only) if cert and anchors else None
+    if not (cert and anchors):
+        return None
+    revoked = {} if reason is None else {der(cert): reason}
+    return X509Login((cert,), tuple(anchors), only=only, revoked=revoked)
+
+
+def _account_anchors(account: SftpAccountConfig, config: Config) -> list[x509.Certificate]:
+    """A connection account's connection's anchors, else the gateway's."""
+    conn = config.connection(account.connection or "")
+    paths = conn.certificates.trust_anchors if conn is not None else ()
+    anchors: list[x509.Certificate] = []
+    for path in paths or config.gateway.trust_anchors:
+        with contextlib.suppress(CertificateError):  # reported by the credentials check
+            anchors.extend(load_certificates(path))
+    return anchors
+
+
+def _revocation(
+    cert: x509.Certificate | None, account: SftpAccountConfig, config: Config
+) -> str | None:
+    """Why a CRL of `gateway.crls` lists the account's certificate (or its chain), if it does.
+
+    A revoked certificate keeps the configuration valid (a SIGHUP bringing a new CRL is never
+    refused): the listener refuses its logins, by certificate or by its key, as `x509-revoked`.
+    """
+    if cert is None or not config.gateway.crls:
+        return None
+    crls: list[LoadedCrl] = []
+    for index, path in enumerate(config.gateway.crls):
+        with contextlib.suppress(CertificateError):  # reported by the credentials check
+            crls.extend(load_crls(str(path), source=f"gateway.crls[{index}]"))
+    now = dt.datetime.now(dt.UTC)
+    try:
+        verified = verify_chain(cert, anchors=_account_anchors(account, config), now=now)
+        Revocations(crls).check(verified.path, now=now, connection=None)
+    except CertificateRevoked as exc:
+        return exc.reason
+    except CertificateError:  # an unverifiable chain is refused at login, not here
+        return None
+    return None
 
 
 def _password(account: SftpAccountConfig, where: str) -> bytes | None:
@@ -287,6 +329,10 @@ def _block_draft(
         archive_dir=archive,
     )
     keys, cert = _block_keys(account, where)
+    revoked = _revocation(cert, account, config)
+    revoked_keys = (
+        {} if revoked is None or cert is None else {wire(key_of_certificate(cert)): revoked}
+    )
     built = Account(
         name=account.name,
         keys=_wires(keys),
@@ -296,7 +342,8 @@ def _block_draft(
         connection=account.connection,
         password=_password(account, where),
         max_sessions=account.max_sessions,
-        x509=_block_x509(account, cert, config=config, where=where),
+        x509=_block_x509(account, cert, config=config, where=where, reason=revoked),
+        revoked_keys=revoked_keys,
     )
     return _Draft(where, built, server.listen.host, server.listen.port, server.host_key)
 

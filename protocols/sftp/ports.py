@@ -7,7 +7,7 @@ flows an account may download, and what to do once one was fetched) and an `Sftp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -28,6 +28,7 @@ AuthFailure = Literal[
     "x509-untrusted-chain",  # does not reach the account's trust anchors
     "x509-bad-signature",  # a known certificate, but no valid signature with its key followed
     "x509-required",  # plain key or password on an account that logs in by certificate only
+    "x509-revoked",  # the account's certificate (or its key, plainly) is listed by a CRL
 ]
 
 
@@ -51,6 +52,8 @@ class Account:
     password: bytes | None = None  # only honoured when the listener enables password login
     max_sessions: int = 10
     x509: X509Login | None = None
+    # Wire keys of the account's certificates a CRL revoked, with why: refused, even plainly.
+    revoked_keys: Mapping[bytes, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

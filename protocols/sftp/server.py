@@ -96,6 +96,9 @@ class _Connection(asyncssh.SSHServer):
             return self._fail("unknown-account")
         if wire(key) not in account.keys:
             return self._fail("unknown-key")
+        if (revoked := account.revoked_keys.get(wire(key))) is not None:
+            _log.info("sftp.key_refused", account=username, reason="x509-revoked", detail=revoked)
+            return self._fail("x509-revoked")
         if account.x509 is not None and account.x509.only:
             return self._fail("x509-required")
         return self._accepted(account, "publickey")

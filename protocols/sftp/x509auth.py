@@ -26,7 +26,7 @@ import datetime as dt
 import struct
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, cast
 
 import asyncssh
@@ -39,6 +39,7 @@ X509Failure = Literal[
     "x509-expired",
     "x509-not-yet-valid",
     "x509-untrusted-chain",
+    "x509-revoked",
 ]
 MAX_CHAIN = 8  # certificates accepted in one presented chain
 # asyncssh 2.24 hashes certificate names with pyOpenSSL calls that pyOpenSSL 26 deprecates
@@ -69,6 +70,7 @@ class X509Login:
     certificates: tuple[x509.Certificate, ...]
     anchors: tuple[x509.Certificate, ...]
     only: bool = False
+    revoked: Mapping[bytes, str] = field(default_factory=dict)  # DER of a listed one: why
 
 
 def der(cert: x509.Certificate) -> bytes:
@@ -131,7 +133,7 @@ class CertificateJudge:
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
 
     def judge(self, chain: SSHX509CertificateChain) -> Verdict:
-        """Pin, then validity at login time, then the chain to the anchors."""
+        """Pin, revocation (CRLs read at load), validity at login time, then the chain."""
         verdict = self._leaf(chain)
         if verdict.failure is not None:
             return verdict
@@ -151,6 +153,8 @@ class CertificateJudge:
         leaf = self._pinned.get(leaf_der)
         if leaf is None:
             return Verdict("x509-unknown-certificate", f"presented {chain.subject}")
+        if (revoked := self.login.revoked.get(leaf_der)) is not None:
+            return Verdict("x509-revoked", revoked)
         now = self._clock()
         if now > leaf.not_valid_after_utc:
             return Verdict("x509-expired", f"expired on {leaf.not_valid_after_utc.isoformat()}")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
@@ -17,7 +19,7 @@ from gateway.config_load import ConfigErrors, load
 from gateway.credentials import load_credentials
 from gateway.plug_sftp import SftpServices, client_plan, factory, plan_clients
 from gateway.settings.sftp import SftpSettings, plan_listeners
-from protocols.sftp.keys import key_of_private
+from protocols.sftp.keys import key_of_certificate, key_of_private, wire
 from protocols.sftp.server import SftpListener
 from protocols.sftp.x509auth import der
 from tests.pki import Issued, TestCA
@@ -119,6 +121,47 @@ def test_a_block_account_with_a_certificate_logs_in_by_it_against_the_gateway_an
     assert account.x509.certificates == (issued.cert,)
     assert account.x509.anchors == creds["b2g-qual-as2"].trust_anchors  # gateway.trust_anchors
     assert not account.x509.only
+
+
+def test_a_block_account_whose_certificate_a_crl_revokes_stays_configured_but_refused(
+    sandbox: Path, tmp_path: Path
+) -> None:
+    """The configuration stays valid (a SIGHUP with a new CRL is never refused); the account's
+    certificate and its key are marked, for the listener to refuse as `x509-revoked`."""
+    ca = TestCA("Partner CA")
+    issued = ca.issue("erp-revoked")
+    cert, _ = issued.write(tmp_path, "erp")
+    listed = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.root.subject)
+        .last_update(utcnow() - dt.timedelta(days=1))
+        .next_update(utcnow() + dt.timedelta(days=7))
+        .add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(issued.cert.serial_number)
+            .revocation_date(utcnow() - dt.timedelta(hours=1))
+            .build()
+        )
+        .sign(ca.root_key, hashes.SHA256())
+    )
+    crl_path = tmp_path / "partner.crl"
+    crl_path.write_bytes(listed.public_bytes(serialization.Encoding.PEM))
+    loaded = load(sandbox, env=ENV)
+    creds, _ = load_credentials(loaded, now=utcnow())
+    account = {"name": "erp", "role": "deposit", "environment": "qual", "certificate": str(cert)}
+    config = _block(loaded, account)
+    gateway = config.gateway.model_copy(
+        update={"trust_anchors": (ca.write_root(tmp_path / "ca.pem"),), "crls": (crl_path,)}
+    )
+    config = config.model_copy(update={"gateway": gateway})
+    plans, problems = plan_listeners(config, creds)
+    assert problems == []
+    [built] = [a for p in plans for a in p.params.accounts if a.name == "erp"]
+    assert built.x509 is not None
+    [why] = built.x509.revoked.values()
+    assert "erp-revoked" in why
+    assert "was revoked" in why
+    assert built.revoked_keys == {wire(key_of_certificate(issued.cert)): why}
 
 
 def test_a_block_account_x509_only_logs_in_by_its_certificate_only(

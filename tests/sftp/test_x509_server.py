@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
+from protocols.sftp.keys import key_of_certificate, wire
 from protocols.sftp.ports import Account, EmptyMailbox, ListenerParams
 from protocols.sftp.server import SftpListener
+from protocols.sftp.x509auth import der
 from tests.pki import Issued, TestCA, ec_key, now, rsa_key
 from tests.sftp.harness import GatewayEnv, invoice
 from tests.sftp.x509kit import (
@@ -195,6 +197,29 @@ async def test_an_account_without_certificates_refuses_any_certificate(
     try:
         await refusal(running.port, "keys-only", x509_keys(pki.rsa))
         assert await running.seen.failure() == "x509-unknown-certificate"
+    finally:
+        await running.listener.stop(timeout=2)
+
+
+async def test_a_revoked_certificate_is_refused_by_certificate_and_by_its_key(
+    env: GatewayEnv, pki: Pki, tmp_path: Path
+) -> None:
+    """The gateway marks what a CRL lists (`X509Login.revoked`, `Account.revoked_keys`)."""
+    base = account("revoked", pki.rsa, (pki.ca.root,))
+    assert base.x509 is not None
+    why = "revoked on 2026-11-27 (keyCompromise)"
+    marked = replace(
+        base,
+        x509=replace(base.x509, revoked={der(pki.rsa.cert): why}),
+        revoked_keys={wire(key_of_certificate(pki.rsa.cert)): why},
+    )
+    running = await _start(env, [marked], tmp_path / "k")
+    try:
+        await refusal(running.port, "revoked", x509_keys(pki.rsa))
+        assert await running.seen.failure() == "x509-revoked"
+        await refusal(running.port, "revoked", plain_keys(pki.rsa))
+        assert await running.seen.failure() == "x509-revoked"
+        assert running.seen.opened == []
     finally:
         await running.listener.stop(timeout=2)
 
