@@ -17,9 +17,12 @@ from typing import IO, Any
 
 import aiohttp
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from gateway import start_retry
 from gateway.daemon import Daemon
+from gateway.errors import ConnectionStateError
 from gateway.model import ConnectionStatus
 from gateway.store.sqlite import open_store
 from tests.sandbox import make_sandbox
@@ -106,6 +109,58 @@ async def test_a_listener_port_taken_at_start_is_retried_and_readiness_waits_for
         await writer.wait_closed()
     finally:
         blocker.close()
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 10) == 0
+
+
+async def test_a_reload_bringing_a_crl_stops_the_revoked_connection_and_is_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator drops the CA's new CRL in place and sends SIGHUP: the reload is applied
+    (never refused for a revocation) and only the connection whose certificate is listed stops."""
+    monkeypatch.setenv("RACCORD_ADMIN_PORT", "0")
+    config = make_sandbox(tmp_path)
+    certs = config.parent.parent.parent / "certs" / "sandbox"
+    daemon = Daemon(config, install_signals=False)
+    task = asyncio.create_task(daemon.run())
+    try:
+        for _ in range(200):
+            if daemon.context is not None and (await daemon.readiness())["listeners"]:
+                break
+            await asyncio.sleep(0.05)
+        assert daemon.context is not None
+        ca_key = serialization.load_pem_private_key((certs / "ca.key").read_bytes(), None)
+        ca = x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes())
+        revoked = x509.load_pem_x509_certificate((certs / "b2g-qual-as2.pem").read_bytes())
+        moment = dt.datetime.now(dt.UTC)
+        crl = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca.subject)
+            .last_update(moment - dt.timedelta(minutes=5))
+            .next_update(moment + dt.timedelta(days=1))
+            .add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(revoked.serial_number)
+                .revocation_date(moment - dt.timedelta(minutes=1))
+                .build()
+            )
+            .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+        )
+        (certs / "ca.crl").write_bytes(crl.public_bytes(serialization.Encoding.DER))
+        text = config.read_text()
+        config.write_text(
+            text.replace(
+                "  shutdown_timeout: 10\n",
+                "  shutdown_timeout: 10\n  crls: [../../certs/sandbox/ca.crl]\n",
+                1,
+            )
+        )
+        assert await daemon.reload()
+        registry = daemon.context.registry
+        with pytest.raises(ConnectionStateError, match=r"b2g-qual-as2.* was revoked"):
+            registry.check_traffic("b2g-qual-as2", now=dt.datetime.now(dt.UTC))
+        assert registry.check_traffic("g2b-qual-sftp", now=dt.datetime.now(dt.UTC))
+    finally:
         daemon.request_stop()
         assert await asyncio.wait_for(task, 10) == 0
 
