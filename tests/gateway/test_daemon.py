@@ -41,12 +41,8 @@ async def _get(port: int, path: str) -> tuple[int, str]:
         return response.status, await response.text()
 
 
-async def test_admin_endpoints_and_clean_stop(
-    sandbox: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("RACCORD_ADMIN_PORT", "0")
-    daemon = Daemon(sandbox, install_signals=False)
-    task = asyncio.create_task(daemon.run())
+async def _admin_port(daemon: Daemon) -> int:
+    """Once the daemon has its context and its admin server bound (services may still start)."""
     for _ in range(200):
         if daemon.admin is not None and daemon.admin.bound_port and daemon.context:
             break
@@ -54,6 +50,16 @@ async def test_admin_endpoints_and_clean_stop(
     assert daemon.admin is not None
     port = daemon.admin.bound_port
     assert port
+    return port
+
+
+async def test_admin_endpoints_and_clean_stop(
+    sandbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RACCORD_ADMIN_PORT", "0")
+    daemon = Daemon(sandbox, install_signals=False)
+    task = asyncio.create_task(daemon.run())
+    port = await _admin_port(daemon)
     assert await _get(port, "/healthz") == (200, '{"status": "ok"}')
     for _ in range(100):  # the admin port opens before the services: 503 until they are up
         status, body = await _get(port, "/readyz")
@@ -84,13 +90,7 @@ async def test_a_listener_port_taken_at_start_is_retried_and_readiness_waits_for
     daemon = Daemon(sandbox, install_signals=False)
     task = asyncio.create_task(daemon.run())
     try:
-        for _ in range(200):
-            if daemon.admin is not None and daemon.admin.bound_port and daemon.context:
-                break
-            await asyncio.sleep(0.05)
-        assert daemon.admin is not None
-        port = daemon.admin.bound_port
-        assert port
+        port = await _admin_port(daemon)
         for _ in range(6):
             status, body = await _get(port, "/readyz")
             assert status == 503, body
