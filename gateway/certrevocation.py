@@ -71,9 +71,6 @@ class Revocations:
         for loaded in crls:
             self._by_issuer.setdefault(loaded.crl.issuer, []).append(loaded)
 
-    def __bool__(self) -> bool:
-        return bool(self._by_issuer)
-
     def check(
         self, path: Sequence[x509.Certificate], *, now: dt.datetime, connection: str | None
     ) -> list[str]:

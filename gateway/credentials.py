@@ -205,7 +205,7 @@ def _load_partner(
             out.warnings.extend(f"{out.prefix}.{where}: {w}" for w in stale)
         except CertificateRevoked as exc:
             out.add(where, exc)
-            found.append(leaf)  # known, so that nothing else is mistaken for it; unusable
+            found.append(leaf)  # kept: refused as a stopped connection's, not as a stranger's
             continue
         except CertificateError as exc:
             out.add(where, exc)

@@ -93,10 +93,10 @@ class AcceptLedger:
 
         A new message is routed or rejected per `disposition` in the same statement and
         transaction: its 'accepted' and 'routed' (or 'rejected') events commit with it, then
-        the submission's own `events`. Placed
-        bytes are inserted first and the repeat looked for only when a unique index refuses
-        them (same peer id, or same content from the same source): the usual, new message
-        costs no lookup. Without placed bytes the submission is known to repeat one.
+        the submission's own `events`. With placed bytes the row is inserted first, and the
+        repeat looked for only when a unique index refuses it (same peer id, or same content
+        from the same source): a new message costs no lookup. Without placed bytes the
+        submission is known to repeat one.
         """
         now = self.now()
         if placed:
