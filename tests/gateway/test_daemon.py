@@ -104,9 +104,11 @@ async def test_a_listener_port_taken_at_start_is_retried_and_readiness_waits_for
                 break
             await asyncio.sleep(0.1)
         assert status == 200, body
-        _, writer = await asyncio.open_connection("127.0.0.1", 18401)  # ours now
-        writer.close()
-        await writer.wait_closed()
+        async with (  # ours now, and serving: an AS2 endpoint takes POSTs only
+            aiohttp.ClientSession() as session,
+            session.get("http://127.0.0.1:18401/as2") as response,
+        ):
+            assert response.status == 405
     finally:
         blocker.close()
         daemon.request_stop()
