@@ -256,8 +256,21 @@ def _account_anchors(account: SftpAccountConfig, config: Config) -> list[x509.Ce
     return anchors
 
 
+def _revocations(config: Config) -> Revocations:
+    """The CRLs of `gateway.crls`, read once per plan (unusable files are reported by the
+    credentials check, under their field)."""
+    crls: list[LoadedCrl] = []
+    for index, path in enumerate(config.gateway.crls):
+        with contextlib.suppress(CertificateError):
+            crls.extend(load_crls(str(path), source=f"gateway.crls[{index}]"))
+    return Revocations(crls)
+
+
 def _revocation(
-    cert: x509.Certificate | None, account: SftpAccountConfig, config: Config
+    cert: x509.Certificate | None,
+    account: SftpAccountConfig,
+    config: Config,
+    revocations: Revocations,
 ) -> str | None:
     """Why a CRL of `gateway.crls` lists the account's certificate (or its chain), if it does.
 
@@ -266,14 +279,10 @@ def _revocation(
     """
     if cert is None or not config.gateway.crls:
         return None
-    crls: list[LoadedCrl] = []
-    for index, path in enumerate(config.gateway.crls):
-        with contextlib.suppress(CertificateError):  # reported by the credentials check
-            crls.extend(load_crls(str(path), source=f"gateway.crls[{index}]"))
     now = dt.datetime.now(dt.UTC)
     try:
         verified = verify_chain(cert, anchors=_account_anchors(account, config), now=now)
-        Revocations(crls).check(verified.path, now=now, connection=None)
+        revocations.check(verified.path, now=now, connection=None)
     except CertificateRevoked as exc:
         return exc.reason
     except CertificateError:  # an unverifiable chain is refused at login, not here
@@ -315,7 +324,11 @@ def _collect_codes(account: SftpAccountConfig, config: Config, where: str) -> fr
 
 
 def _block_draft(
-    index: int, account: SftpAccountConfig, server: SftpServerConfig, config: Config
+    index: int,
+    account: SftpAccountConfig,
+    server: SftpServerConfig,
+    config: Config,
+    revocations: Revocations,
 ) -> _Draft:
     where = f"sftp.accounts[{index}]"
     if account.role == "connection" and config.connection(account.connection or "") is None:
@@ -329,7 +342,7 @@ def _block_draft(
         archive_dir=archive,
     )
     keys, cert = _block_keys(account, where)
-    revoked = _revocation(cert, account, config)
+    revoked = _revocation(cert, account, config, revocations)
     revoked_keys = (
         {} if revoked is None or cert is None else {wire(key_of_certificate(cert)): revoked}
     )
@@ -362,9 +375,12 @@ def _drafts(config: Config, creds: CredentialSet, data_dir: Path) -> tuple[list[
         if draft is not None:
             drafts.append(draft)
     server = server_block(config)
-    for index, account in enumerate(server.accounts if server is not None else ()):
+    accounts = server.accounts if server is not None else ()
+    revocations = _revocations(config) if accounts else Revocations()
+    for index, account in enumerate(accounts):
         try:
-            drafts.append(_block_draft(index, account, server, config))  # type: ignore[arg-type]
+            draft = _block_draft(index, account, server, config, revocations)  # type: ignore[arg-type]
+            drafts.append(draft)
         except ConfigError as exc:
             problems.append(str(exc))
     return drafts, problems
