@@ -204,22 +204,24 @@ def _listener_claims(
     from gateway.settings import settings_of
     from gateway.settings.as2 import As2Settings, listen_address
     from gateway.settings.pesit import PesitSettings
-    from gateway.settings.sftp import sftp_settings
+    from gateway.settings.sftp import SftpSettings, sftp_settings
 
+    settings: As2Settings | SftpSettings | PesitSettings
     for index, conn in _numbered(config, positions):
-        where, owner = f"connections[{index}]", f"connection {conn.name!r}"
-        partner = conn.network.partner
         if conn.protocol is Protocol.AS2:
-            as2 = settings_of(conn, As2Settings)
-            field = "settings.listen_port" if as2.listen_port else "network.partner.port"
-            yield f"{where}.{field}", listen_address(conn, as2)[:2], "AS2", owner
-        elif conn.protocol is Protocol.SFTP and (sftp := sftp_settings(conn)).listen:
-            field = "settings.listen_port" if sftp.listen_port else "network.partner.port"
-            address = (sftp.listen_host or partner.host, sftp.listen_port or partner.port)
-            yield f"{where}.{field}", address, "SFTP", owner
-        elif conn.protocol is Protocol.PESIT and (pesit := settings_of(conn, PesitSettings)).listen:
-            field = "settings.listen_port" if pesit.listen_port else "network.partner.port"
-            yield f"{where}.{field}", pesit.listen_address(conn), "PeSIT", owner
+            settings = settings_of(conn, As2Settings)
+            address, protocol = listen_address(conn, settings)[:2], "AS2"
+        elif conn.protocol is Protocol.SFTP and (settings := sftp_settings(conn)).listen:
+            address, protocol = settings.listen_address(conn), "SFTP"
+        elif (
+            conn.protocol is Protocol.PESIT
+            and (settings := settings_of(conn, PesitSettings)).listen
+        ):
+            address, protocol = settings.listen_address(conn), "PeSIT"
+        else:
+            continue
+        field = "settings.listen_port" if settings.listen_port else "network.partner.port"
+        yield f"connections[{index}].{field}", address, protocol, f"connection {conn.name!r}"
     if config.sftp is not None and config.sftp.listen.port:
         listen = config.sftp.listen
         yield "sftp.listen.port", (listen.host, listen.port), "SFTP", "the sftp: block"
@@ -238,6 +240,8 @@ def _listener_addresses(config: Config, positions: Positions) -> Iterator[Config
     too; PeSIT listeners are checked per sheet in `_pesit_identities`)."""
     seen: list[tuple[tuple[str, int], str, str]] = []
     for where, address, protocol, owner in _listener_claims(config, positions):
+        if address[1] == 0:  # any free port, chosen at bind time: it clashes with nothing
+            continue
         clash = next((s for s in seen if _overlap(s[0], address) and s[1] != protocol), None)
         if clash is not None:
             yield ConfigError(

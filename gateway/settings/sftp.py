@@ -90,6 +90,13 @@ class SftpSettings(Frozen):
     host_key: ConfigPath | None = None  # default: <data_dir>/sftp/host_key-<port>
     x509_only: bool = False  # AIFE logs in with its certificate (RFC 6187) only, never a bare key
 
+    def listen_address(self, conn: ConnectionConfig) -> tuple[str, int]:
+        """Where AIFE's account is served: the partner address unless overridden (port 0:
+        any free port, chosen when the listener binds)."""
+        partner = conn.network.partner
+        port = self.listen_port if self.listen_port is not None else partner.port
+        return self.listen_host or partner.host, port
+
     @model_validator(mode="after")
     def _pins(self) -> SftpSettings:
         if self.host_keys and self.known_hosts is not None:
@@ -195,10 +202,8 @@ def _connection_draft(
         connection=conn.name,
         x509=x509,
     )
-    port = settings.listen_port if settings.listen_port is not None else conn.network.partner.port
-    host = settings.listen_host or conn.network.partner.host
-    key_path = settings.host_key
-    return _Draft(where, account, host, port, key_path)
+    host, port = settings.listen_address(conn)
+    return _Draft(where, account, host, port, settings.host_key)
 
 
 def _block_keys(

@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gateway.config_load import ConfigErrors, load
+from gateway.settings.sftp import sftp_settings
 from gateway.simulator.campaign import with_b2g_sftp
 from tests.sandbox import SANDBOX
 
@@ -46,6 +48,19 @@ def test_an_sftp_listener_on_an_as2_listeners_port_is_refused(tmp_path: Path) ->
     [error] = refused.value.errors
     assert error.field == "connections[4].network.partner.port"
     assert "AS2 listener of connection 'b2g-qual-as2'" in str(error)
+
+
+def test_an_sftp_listener_on_any_free_port_claims_no_partner_port(tmp_path: Path) -> None:
+    """`settings.listen_port: 0` binds a free port, as the SFTP plan does: the sheet's partner
+    port, here the AS2 listener's, is then not the SFTP listener's and does not clash."""
+    path = _config(tmp_path, _ports({9: 1}))
+    data = yaml.safe_load(path.read_text())
+    sheet = data["connections"][4]
+    assert sheet["name"] == "b2g-qual-sftp"
+    sheet.setdefault("settings", {})["listen_port"] = 0
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    config = load(path, check_files=False, env=ENV)
+    assert sftp_settings(config.connections[4]).listen_address(config.connections[4])[1] == 0
 
 
 def test_the_admin_port_on_a_pesit_listeners_port_is_refused(tmp_path: Path) -> None:
