@@ -108,8 +108,9 @@ async def impersonate(
 ) -> Impersonation:
     """Send one flow on `target` presenting `wearing`'s AIFE certificate; never raises for
     the gateway's answer (a refusal is the expected outcome, `refused` says which it was)."""
-    by_name = {conn.name: conn for conn in config.connections}
-    conn, other = by_name[target], by_name[wearing]
+    conn, other = config.connection(target), config.connection(wearing)
+    if conn is None or other is None:
+        raise ValueError(f"no connection {target if conn is None else wearing!r}")
     if conn.name == other.name:
         raise ValueError("impersonating a connection needs another connection's certificate")
     send = _SENDERS[conn.protocol]
