@@ -226,17 +226,15 @@ def _block_keys(
 def _block_x509(
     account: SftpAccountConfig,
     cert: x509.Certificate | None,
+    anchors: Sequence[x509.Certificate],
     *,
-    config: Config,
     where: str,
-    reason: str | None = None,
+    revoked: str | None,
 ) -> X509Login | None:
     """A certificate account logs in per RFC 6187 too, once anchors can verify its chain.
 
-    Anchors: a connection account's connection's, else the gateway's. `x509_only` is read
-    leniently until `SftpAccountConfig` declares it (the lead's model).
+    `x509_only` is read leniently until `SftpAccountConfig` declares it (the lead's model).
     """
-    anchors = _account_anchors(account, config)
     only = account.x509_only
     if only and (cert is None or not anchors):
         need = "a certificate" if cert is None else "trust anchors (gateway.trust_anchors)"
@@ -246,8 +244,8 @@ def _block_x509(
         raise ConfigError(f"{where}.x509_only", reason)
     if not (cert and anchors):
         return None
-    revoked = {} if reason is None else {der(cert): reason}
-    return X509Login((cert,), tuple(anchors), only=only, revoked=revoked)
+    marked = {} if revoked is None else {der(cert): revoked}
+    return X509Login((cert,), tuple(anchors), only=only, revoked=marked)
 
 
 def _account_anchors(account: SftpAccountConfig, config: Config) -> list[x509.Certificate]:
@@ -261,9 +259,11 @@ def _account_anchors(account: SftpAccountConfig, config: Config) -> list[x509.Ce
     return anchors
 
 
-def _revocations(config: Config) -> Revocations:
-    """The CRLs of `gateway.crls`, read once per plan (unusable files are reported by the
-    credentials check, under their field)."""
+def _revocations(config: Config) -> Revocations | None:
+    """The CRLs of `gateway.crls`, read once per plan, or None when none is configured
+    (unusable files are reported by the credentials check, under their field)."""
+    if not config.gateway.crls:
+        return None
     crls: list[LoadedCrl] = []
     for index, path in enumerate(config.gateway.crls):
         with contextlib.suppress(CertificateError):
@@ -273,20 +273,19 @@ def _revocations(config: Config) -> Revocations:
 
 def _revocation(
     cert: x509.Certificate | None,
-    account: SftpAccountConfig,
-    config: Config,
-    revocations: Revocations,
+    anchors: Sequence[x509.Certificate],
+    revocations: Revocations | None,
 ) -> str | None:
     """Why a CRL of `gateway.crls` lists the account's certificate (or its chain), if it does.
 
     A revoked certificate keeps the configuration valid (a SIGHUP bringing a new CRL is never
     refused): the listener refuses its logins, by certificate or by its key, as `x509-revoked`.
     """
-    if cert is None or not config.gateway.crls:
+    if cert is None or not anchors or revocations is None:
         return None
     now = dt.datetime.now(dt.UTC)
     try:
-        verified = verify_chain(cert, anchors=_account_anchors(account, config), now=now)
+        verified = verify_chain(cert, anchors=anchors, now=now)
         revocations.check(verified.path, now=now, connection=None)
     except CertificateRevoked as exc:
         return exc.reason
@@ -333,7 +332,7 @@ def _block_draft(
     account: SftpAccountConfig,
     server: SftpServerConfig,
     config: Config,
-    revocations: Revocations,
+    revocations: Revocations | None,
 ) -> _Draft:
     where = f"sftp.accounts[{index}]"
     if account.role == "connection" and config.connection(account.connection or "") is None:
@@ -347,7 +346,8 @@ def _block_draft(
         archive_dir=archive,
     )
     keys, cert = _block_keys(account, where)
-    revoked = _revocation(cert, account, config, revocations)
+    anchors = _account_anchors(account, config)
+    revoked = _revocation(cert, anchors, revocations)
     revoked_keys = (
         {} if revoked is None or cert is None else {wire(key_of_certificate(cert)): revoked}
     )
@@ -360,7 +360,7 @@ def _block_draft(
         connection=account.connection,
         password=_password(account, where),
         max_sessions=account.max_sessions,
-        x509=_block_x509(account, cert, config=config, where=where, reason=revoked),
+        x509=_block_x509(account, cert, anchors, where=where, revoked=revoked),
         revoked_keys=revoked_keys,
     )
     return _Draft(where, built, server.listen.host, server.listen.port, server.host_key)
@@ -381,7 +381,7 @@ def _drafts(config: Config, creds: CredentialSet, data_dir: Path) -> tuple[list[
             drafts.append(draft)
     server = server_block(config)
     accounts = server.accounts if server is not None else ()
-    revocations = _revocations(config) if accounts else Revocations()
+    revocations = _revocations(config) if accounts else None
     for index, account in enumerate(accounts):
         try:
             draft = _block_draft(index, account, server, config, revocations)  # type: ignore[arg-type]
