@@ -3,10 +3,12 @@
 Chorus Pro's and the PA's CAs publish CRLs; operators fetch them (cron, their PKI tooling) into
 the files named by `gateway.crls` and send SIGHUP. Each file is PEM (one or more `X509 CRL`
 blocks) or DER, at most 5 MB. A CRL counts only when it is signed by the key of the
-certificate that issued the one being checked (a CRL naming that issuer but signed by another
-key is refused as forged), and it is applied to every certificate of the verified path but the
-trust anchor. A CRL past its `nextUpdate` is still applied, with a warning: an entry it lists
-is not less revoked for being old, but a newer CRL may list more.
+certificate that issued the one being checked. A CRL naming that issuer but signed by another
+key is left aside (a CA renewed under the same name publishes one per key); when no CRL of
+that name is signed by the issuer's key, the configuration is refused (forged, or the wrong
+file). CRLs apply to every certificate of the verified path but the trust anchor. A CRL past
+its `nextUpdate` is still applied, with a warning: an entry it lists is not less revoked for
+being old, but a newer CRL may list more.
 """
 
 from __future__ import annotations
@@ -63,6 +65,13 @@ def _reason(entry: x509.RevokedCertificate) -> str:
     return str(reason.value)
 
 
+def _signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    try:
+        return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+    except (TypeError, UnsupportedAlgorithm):
+        return False
+
+
 class Revocations:
     """The CRLs in force, looked up by issuer name."""
 
@@ -79,18 +88,17 @@ class Revocations:
         staleness warnings."""
         warnings: list[str] = []
         for cert, issuer in itertools.pairwise(path):
-            for loaded in self._by_issuer.get(issuer.subject, ()):
+            named = self._by_issuer.get(issuer.subject, [])
+            signed = [loaded for loaded in named if _signed_by(loaded.crl, issuer)]
+            if named and not signed:
+                sources = ", ".join(loaded.source for loaded in named)
+                raise CertificateError(
+                    connection,
+                    f"{sources} names {cert_name(issuer)} as its issuer but is not signed by "
+                    "its key (forged, or the CRL of another key of that name)",
+                )
+            for loaded in signed:
                 crl = loaded.crl
-                try:
-                    signed = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
-                except (TypeError, UnsupportedAlgorithm):
-                    signed = False
-                if not signed:
-                    raise CertificateError(
-                        connection,
-                        f"{loaded.source} names {cert_name(issuer)} as its issuer but is not "
-                        "signed by its key (forged or wrong file)",
-                    )
                 entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
                 if entry is not None:
                     when = entry.revocation_date_utc.date()

@@ -128,6 +128,22 @@ def test_a_crl_naming_the_issuer_but_signed_by_another_key_is_refused(
     )
 
 
+def test_the_crl_of_an_earlier_key_of_the_same_ca_name_is_left_aside(
+    tmp_path: Path, ca: TestCA, aife: Issued, write_config: WriteConfig
+) -> None:
+    """A CA renewed under the same name publishes a CRL per key: the old key's CRL does not
+    make the new key's certificates unverifiable, and the new key's CRL still applies."""
+    a = ca.issue("a")
+    earlier = crl(ca.issuer, rsa_key(2048), [])  # same issuer name, the retired key
+    current = crl(ca.issuer, ca.issuer_key, [a.cert])
+    path = write_crl(tmp_path / "both.crl", earlier, current)
+    data = two_connections(tmp_path, ca, aife, a=a, crls=[path])
+    registry, _ = registry_of(write_config(data))
+    with pytest.raises(ConnectionStateError, match="was revoked"):
+        registry.check_traffic("a", now=now())
+    assert registry.check_traffic("b", now=now()).config.name == "b"
+
+
 # --- revocation -------------------------------------------------------------------------------
 
 
