@@ -96,7 +96,11 @@ async def test_a_listener_port_taken_at_start_is_retried_and_readiness_waits_for
             assert status == 503, body
             await asyncio.sleep(0.1)
         assert json.loads(body)["checks"]["listeners"] is False
-        assert "raccord_service_start_failures_total{service=" in (await _get(port, "/metrics"))[1]
+        failed = (
+            'raccord_service_start_failures_total{service="as2-listener http://127.0.0.1:18401"}'
+        )
+        counted = (await _get(port, "/metrics"))[1].splitlines()
+        assert any(line.startswith(failed) and float(line.split()[-1]) >= 1 for line in counted)
         blocker.close()
         for _ in range(100):
             status, body = await _get(port, "/readyz")
