@@ -27,7 +27,7 @@ import os
 import re
 import secrets
 import threading
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +39,6 @@ _BUCKETS = tuple(f"{n:02x}" for n in range(256))
 _BUCKET_SET = frozenset(_BUCKETS)
 _LAYOUT_MARK = "layout-one-level"  # present once the store is known to hold no `ab/cd/` files
 _TEMP_SUFFIX = ".part"
-_IOV_MAX = 1024  # buffers per writev (the Linux limit)
 
 
 def _size_of(path: str) -> int | None:
@@ -133,19 +132,24 @@ class SpoolFile:
         return self._fd
 
     def write_all(self, chunks: Sequence[bytes]) -> None:
-        """Append `chunks` in order with as few system calls as the kernel allows; hash them."""
+        """Append `chunks` in order and hash them: one hash update and one write per batch.
+
+        Each call that lets go of the GIL (hashing a large buffer, a write) must win it back,
+        and while the event loop is busy that can take up to the interpreter's switch
+        interval (5 ms). Per chunk, those waits capped a 100 MB SFTP upload near 190 MB/s;
+        joining the batch first (a memory copy) leaves two per batch.
+        """
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         with self._lock:
             fd = self._open()
-            for chunk in chunks:
-                self._hash.update(chunk)
-            pending = deque(memoryview(chunk) for chunk in chunks if chunk)
-            while pending:
-                written = os.writev(fd, list(itertools.islice(pending, _IOV_MAX)))
+            if not data:
+                return
+            self._hash.update(data)
+            view = memoryview(data)
+            while view:  # a short write: the rest goes next time
+                written = os.write(fd, view)
                 self.size += written
-                while written and written >= len(pending[0]):  # drop what went out whole
-                    written -= len(pending.popleft())
-                if written:  # a short write: the rest of that buffer goes next time
-                    pending[0] = pending[0][written:]
+                view = view[written:]
 
     def sync_data(self) -> None:
         """Push what is written so far to disk, so that the final fsync has little left to do.

@@ -39,12 +39,12 @@ def same_bucket_pair() -> tuple[bytes, bytes]:
 async def test_short_writes_are_resumed_where_they_stopped(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = os.writev
+    real = os.write
 
-    def stingy(fd: int, buffers: Sequence[bytes]) -> int:
-        return real(fd, [bytes(memoryview(buffers[0])[:777])])
+    def stingy(fd: int, data: bytes) -> int:
+        return real(fd, bytes(memoryview(data)[:777]))
 
-    monkeypatch.setattr(os, "writev", stingy)
+    monkeypatch.setattr(os, "write", stingy)
     parts = [os.urandom(5000) for _ in range(7)] + [b"", b"x"]
     receipt = await store.accept(stream(parts), sub())
     data = b"".join(parts)
