@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from gateway.certload import PrivateKey, load_certificates, load_private_key
 from gateway.certpolicy import (
@@ -63,6 +64,9 @@ class ConnectionCredentials:
     trust_anchors: tuple[x509.Certificate, ...] = ()
     warnings: tuple[str, ...] = ()
     revoked: tuple[str, ...] = ()  # a CRL lists one of its certificates: traffic stops
+    # DER of each partner certificate a CRL lists (itself or its chain), with why: a login
+    # it presents is refused, not only the traffic it would bring.
+    revoked_partner: Mapping[bytes, str] = field(default_factory=dict)
 
     def expiries(self) -> dict[str, dt.datetime]:
         """notAfter of each of our certificates and of the partner's, by role."""
@@ -99,6 +103,7 @@ class _Collector:
         self.errors: list[ConfigError] = []
         self.warnings: list[str] = []
         self.revoked: list[str] = []
+        self.revoked_partner: dict[bytes, str] = {}
 
     def add(self, where: str, exc: CertificateError) -> None:
         """A revoked certificate stops its connection (a warning); anything else is an error."""
@@ -206,6 +211,7 @@ def _load_partner(
         except CertificateRevoked as exc:
             out.add(where, exc)
             found.append(leaf)  # kept: refused as a stopped connection's, not as a stranger's
+            out.revoked_partner[leaf.public_bytes(serialization.Encoding.DER)] = exc.reason
             continue
         except CertificateError as exc:
             out.add(where, exc)
@@ -247,6 +253,7 @@ def _connection(
         trust_anchors=tuple(anchors),
         warnings=tuple(out.warnings),
         revoked=tuple(out.revoked),
+        revoked_partner=out.revoked_partner,
     )
 
 

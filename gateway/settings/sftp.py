@@ -192,8 +192,16 @@ def _connection_draft(
         )
     found = creds.get(conn.name)
     x509 = None
+    revoked_keys: dict[bytes, str] = {}
     if settings.authorized_keys is None and found is not None:
-        x509 = X509Login(found.partner, found.trust_anchors, only=settings.x509_only)
+        revoked = dict(found.revoked_partner)  # AIFE's revoked certificate: refused at login
+        only = settings.x509_only
+        x509 = X509Login(found.partner, found.trust_anchors, only=only, revoked=revoked)
+        revoked_keys = {
+            wire(key_of_certificate(cert)): why
+            for cert in found.partner
+            if (why := revoked.get(der(cert))) is not None
+        }
     account = Account(
         name=settings.account or conn.name,
         keys=_wires(keys),
@@ -201,6 +209,7 @@ def _connection_draft(
         direction="reception",
         connection=conn.name,
         x509=x509,
+        revoked_keys=revoked_keys,
     )
     host, port = settings.listen_address(conn)
     return _Draft(where, account, host, port, settings.host_key)

@@ -85,6 +85,60 @@ def test_bare_authorized_keys_give_no_certificate_login(sandbox: Path, tmp_path:
     assert plan.params.accounts[0].x509 is None
 
 
+def test_aife_whose_certificate_a_crl_revokes_is_refused_at_login_too(
+    sandbox: Path, tmp_path: Path
+) -> None:
+    """The sheet's traffic stops (a warning), and its login is marked like a block account's:
+    the revoked certificate and its key are refused as `x509-revoked`, not let in to be
+    refused file by file."""
+    certs = sandbox.parent.parent.parent / "certs" / "sandbox"
+    ca_key = serialization.load_pem_private_key((certs / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    ca = x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes())
+    aife = x509.load_pem_x509_certificate((certs / "aife-qual-sftp.pem").read_bytes())
+    listed = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.subject)
+        .last_update(utcnow() - dt.timedelta(days=1))
+        .next_update(utcnow() + dt.timedelta(days=7))
+        .add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(aife.serial_number)
+            .revocation_date(utcnow() - dt.timedelta(hours=1))
+            .build()
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    crl_path = tmp_path / "ca.crl"
+    crl_path.write_bytes(listed.public_bytes(serialization.Encoding.DER))
+    loaded = load(sandbox, env=ENV)
+    gateway = loaded.gateway.model_copy(update={"crls": (crl_path,)})
+    config = loaded.model_copy(update={"gateway": gateway})
+    creds, errors = load_credentials(config, now=utcnow())
+    assert errors == []
+    sheet = creds["g2b-qual-sftp"]
+    assert any("traffic stopped" in w for w in sheet.warnings)
+    assert sheet.unusable_reason(utcnow()) is not None
+    [plan], problems = plan_listeners(config, creds)
+    assert problems == []
+    [account] = plan.params.accounts
+    assert account.x509 is not None
+    [why] = account.x509.revoked.values()
+    assert "was revoked" in why
+    assert account.x509.revoked == {der(aife): why}
+    assert account.revoked_keys == {wire(key_of_certificate(aife)): why}
+
+
+def test_aife_with_no_crl_listing_it_is_marked_nowhere(sandbox: Path) -> None:
+    config = load(sandbox, env=ENV)
+    creds, _ = load_credentials(config, now=utcnow())
+    [plan], _ = plan_listeners(config, creds)
+    [account] = plan.params.accounts
+    assert account.x509 is not None
+    assert account.x509.revoked == {}
+    assert account.revoked_keys == {}
+
+
 # --- planning: partner accounts of the sftp: block ----------------------------------------------
 
 
