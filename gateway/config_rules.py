@@ -6,12 +6,17 @@ whole file — uniqueness, the catalogue, routing ambiguity, certificate materia
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from gateway.config import Config, ConnectionConfig
 from gateway.errors import ConfigError
 from gateway.interfaces import Catalogue, builtin_catalogue, spec_from_mapping
 from gateway.model import Circuit, ConnectionStatus, Direction, Protocol
+
+if TYPE_CHECKING:
+    from gateway.credentials import ConnectionCredentials
 
 Positions = Sequence[int] | None
 
@@ -274,13 +279,20 @@ def check_rules(
 
 
 def _material(config: Config) -> list[ConfigError]:
-    """Certificates and keys, then the SFTP key rules that need them (one key, one account)."""
-    import datetime as dt
+    _, errors = check_material(config, now=dt.datetime.now(dt.UTC))
+    return errors
 
+
+def check_material(
+    config: Config, *, now: dt.datetime
+) -> tuple[dict[str, ConnectionCredentials], list[ConfigError]]:
+    """Certificates, keys and CRLs, then the SFTP key rules that need them (one key, one
+    account): the credentials loaded, for a caller that serves with them (one parse of
+    every file per start or reload), and every problem found."""
     from gateway.credentials import load_credentials
     from gateway.plug_sftp import config_problems
 
-    credentials, errors = load_credentials(config, now=dt.datetime.now(dt.UTC))
+    credentials, errors = load_credentials(config, now=now)
     if not errors:
         errors.extend(config_problems(config, credentials))
-    return errors
+    return credentials, errors

@@ -19,8 +19,9 @@ from gateway import metrics, offload
 from gateway.admin import AdminServer, build_app
 from gateway.config import Config
 from gateway.config_load import ConfigErrors, load
+from gateway.config_rules import catalogue_for, check_material
 from gateway.connections import synchronise
-from gateway.credentials import credential_warnings, load_credentials
+from gateway.credentials import CredentialSet, credential_warnings
 from gateway.endpoints import admin_extensions, endpoint_factories
 from gateway.housekeeping import Housekeeping
 from gateway.inbox import StoreInbox
@@ -71,17 +72,21 @@ class Daemon:
         """The running context (tests and admin routes read it)."""
         return self._context
 
-    async def _build_context(self, config: Config, store: Store) -> GatewayContext:
-        credentials, problems = await offload.run_blocking(
-            load_credentials, config, now=self._clock()
-        )
+    def _load(self) -> tuple[Config, CredentialSet]:
+        """Blocking: the configuration and the credentials its check loaded, each file parsed
+        once (`load` would check the material, then the context load it all again)."""
+        config = load(self._path, check_files=False)
+        credentials, problems = check_material(config, now=self._clock())
         if problems:
             raise ConfigErrors(problems)
+        return config, credentials
+
+    async def _build_context(
+        self, config: Config, credentials: CredentialSet, store: Store
+    ) -> GatewayContext:
         for warning in credential_warnings(credentials):
             log.warning("certificate_warning", detail=warning)
         registry = await synchronise(config, store, actor="config", credentials=credentials)
-        from gateway.config_rules import catalogue_for
-
         catalogue = catalogue_for(config)
         inbox = StoreInbox(store, known_codes=catalogue)
         router = Router(
@@ -172,8 +177,8 @@ class Daemon:
             assert self._store is not None
             assert self._context is not None
             try:
-                config = await offload.run_blocking(load, self._path)
-                context = await self._build_context(config, self._store)
+                config, credentials = await offload.run_blocking(self._load)
+                context = await self._build_context(config, credentials, self._store)
             except ConfigErrors as exc:
                 metrics.CONFIG_RELOADS.labels("rejected").inc()
                 log.error("config_reload_rejected", problems=[str(e) for e in exc.errors])
@@ -193,7 +198,7 @@ class Daemon:
     async def run(self) -> int:
         """Serve until asked to stop; 0 on a clean stop, 2 when the config is invalid."""
         try:
-            config = await offload.run_blocking(load, self._path)
+            config, credentials = await offload.run_blocking(self._load)
         except ConfigErrors as exc:
             configure(level="info")
             log.error("config_invalid", problems=[str(e) for e in exc.errors])
@@ -204,8 +209,8 @@ class Daemon:
         try:
             requeued = await self._store.recover()
             log.info("store_recovered", requeued=requeued)
-            try:
-                self._context = await self._build_context(config, self._store)
+            try:  # the sheets against their history in the store (immutable fields...)
+                self._context = await self._build_context(config, credentials, self._store)
             except ConfigErrors as exc:
                 log.error("config_invalid", problems=[str(e) for e in exc.errors])
                 return 2

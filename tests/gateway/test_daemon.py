@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,9 +20,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from gateway import start_retry
+from gateway import credentials, start_retry
 from gateway.daemon import Daemon
-from gateway.errors import ConnectionStateError
+from gateway.errors import ConfigError, ConnectionStateError
 from gateway.model import ConnectionStatus
 from gateway.store.sqlite import open_store
 from tests.sandbox import make_sandbox
@@ -76,6 +76,32 @@ async def test_admin_endpoints_and_clean_stop(
     assert 'raccord_outbox_pending{connection="g2b-prod-as2"} 0.0' in text
     daemon.request_stop()
     assert await asyncio.wait_for(task, 10) == 0
+
+
+async def test_certificates_are_loaded_once_per_start_and_once_per_reload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The configuration's check loads every certificate, key and CRL; the daemon serves with
+    what it loaded instead of parsing it all again."""
+    monkeypatch.setenv("RACCORD_ADMIN_PORT", "0")
+    calls: list[str] = []
+    real = credentials._load_revocations  # once per loading, whoever imported the loader
+
+    def counted(paths: Sequence[Path], errors: list[ConfigError]) -> Any:
+        calls.append("load")
+        return real(paths, errors)
+
+    monkeypatch.setattr(credentials, "_load_revocations", counted)
+    daemon = Daemon(make_sandbox(tmp_path), install_signals=False)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await _admin_port(daemon)
+        assert calls == ["load"]
+        assert await daemon.reload()
+        assert calls == ["load", "load"]
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 10) == 0
 
 
 async def test_a_listener_port_taken_at_start_is_retried_and_readiness_waits_for_it(
