@@ -10,9 +10,12 @@ in the store first. The floor does the same CMS work for the same kind of messag
 `cryptography` and zlib alone (RSA key unwrap, AES-CBC, inflate, digest + signature check, MDN
 signature), on 1 thread and on as many threads as cores, as the daemon uses its worker pool.
 Every figure is the median of `--rounds` rounds (the machine may be shared: the load average is
-printed). Also: our build + parse + MDN build + MDN parse round trip beside the same work done
-with `cryptography` alone (pyas2lib measured 29-34 ms at 100 KB), and the child's peak RSS
-receiving one big payload.
+printed). Beside the issue's floor, `+durable` is that floor plus the payload made durable the
+way bench/store.py's floor does it (temp file, fsync, rename, fsync of its directory): the least
+any receiver that answers only once the payload is on disk pays here, its CPU per message too.
+Also: our build + parse + MDN build + MDN parse round trip beside the same work done with
+`cryptography` alone (pyas2lib measured 29-34 ms at 100 KB), and the child's peak RSS receiving
+one big payload.
 Goals: end to end >= 0.5x the floor (all cores); round trip >= 10x faster; peak <= 3x payload.
 """
 
@@ -46,10 +49,12 @@ from bench.as2_setup import (
     OPTIONS,
     OURS,
     Answer,
+    DurableFloor,
     Keys,
     aife_params,
     build_all,
     crypto_round_trip,
+    durable_floor,
     floor_rate,
     now_utc,
     payload_of,
@@ -299,18 +304,26 @@ class Line:
     floor_one: float
     floor_all: float
     ratios: tuple[float, ...]  # end to end / floor (all cores), per round
+    durable_all: float  # the floor plus the payload made durable, all cores
+    durable_cpu_ms: float  # its CPU time per message
 
     @property
     def ratio(self) -> float:
         return statistics.median(self.ratios) if self.ratios else 0.0
 
 
-def _line(size: int, batches: Sequence[Batch], floors: Sequence[tuple[float, float]]) -> Line:
+def _line(
+    size: int,
+    batches: Sequence[Batch],
+    floors: Sequence[tuple[float, float]],
+    durables: Sequence[DurableFloor],
+) -> Line:
     med = statistics.median
     return Line(size, med(b.rate for b in batches), med(b.user_ms + b.sys_ms for b in batches),
                 med(b.sys_ms for b in batches), med(b.client_ms for b in batches),
                 med(f[0] for f in floors), med(f[1] for f in floors),
-                tuple(b.rate / f[1] for b, f in zip(batches, floors, strict=True)))  # fmt: skip
+                tuple(b.rate / f[1] for b, f in zip(batches, floors, strict=True)),
+                med(d.rate for d in durables), med(d.cpu_ms for d in durables))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,10 +351,11 @@ def run(
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     posted: list[list[Batch]] = [[] for _ in sizes]
     floors: list[list[tuple[float, float]]] = [[] for _ in sizes]
+    durables: list[list[DurableFloor]] = [[] for _ in sizes]
     with tempfile.TemporaryDirectory(dir=directory, prefix="raccord-bench-as2-") as tmp:
         config, _, keys = write_setup(Path(tmp), max_size=max(sizes) * 4)
         sealed = [[seal(keys, payload_of(size)) for _ in range(count)] for size in sizes]
-        for _ in range(rounds):
+        for round_ in range(rounds):
             warm = build_all(keys, [payload_of(1024) for _ in range(min(count, 20))])
             batches = [build_all(keys, [payload_of(size) for _ in range(count)]) for size in sizes]
             done = end_to_end(config, keys, [warm, *batches], concurrency=concurrency)[1:]
@@ -349,7 +363,9 @@ def run(
                 posted[i].append(batch)
                 floors[i].append((floor_rate(keys, sealed[i], threads=1),
                                   floor_rate(keys, sealed[i], threads=cores)))  # fmt: skip
-    lines = [_line(size, posted[i], floors[i]) for i, size in enumerate(sizes)]
+                fresh = Path(tmp) / f"durable-{round_}-{i}"  # new names: nothing replaced
+                durables[i].append(durable_floor(keys, sealed[i], fresh, threads=cores))
+    lines = [_line(size, posted[i], floors[i], durables[i]) for i, size in enumerate(sizes)]
     trip, crypto = round_trip_ms(keys, 100 * 1024, repeats=repeats)
     baseline, peak = peak_rss(rss_size, directory)
     return Report(lines, trip, crypto, rss_size, baseline, peak, (load, os.getloadavg()[0]))
@@ -363,18 +379,21 @@ def render(report: Report, *, count: int, concurrency: int) -> str:
         f"{cores} cores, median of {rounds} rounds (sign SHA-256 + compress + AES-256-CBC, signed "
         f"sync MDN); 1-min load average {report.load[0]:.1f} before, {report.load[1]:.1f} after",
         f"{'payload':>8} | {'end to end':>10} | {'daemon CPU/msg':>14} | {'floor 1 thr':>11} | "
-        f"{f'floor {cores} thr':>11} | {'e2e/floor':>9}",
-        f"{'-' * 8}-+-{'-' * 10}-+-{'-' * 14}-+-{'-' * 11}-+-{'-' * 11}-+-{'-' * 9}",
+        f"{f'floor {cores} thr':>11} | {'e2e/floor':>9} | {f'+durable {cores} thr':>14}",
+        f"{'-' * 8}-+-{'-' * 10}-+-{'-' * 14}-+-{'-' * 11}-+-{'-' * 11}-+-{'-' * 9}-+-{'-' * 14}",
     ]
     lines += [
         f"{line.size // 1024:>6}KB | {line.end_to_end:>10.0f} | {line.server_cpu_ms:>11.2f} ms | "
-        f"{line.floor_one:>11.0f} | {line.floor_all:>11.0f} | {line.ratio:>8.2f}x"
+        f"{line.floor_one:>11.0f} | {line.floor_all:>11.0f} | {line.ratio:>8.2f}x | "
+        f"{line.durable_all:>14.0f}"
         for line in report.lines
     ]
     lines += [
         f"  {line.size // 1024}KB: daemon CPU {line.server_sys_ms:.2f} ms of it in the kernel; "
         f"the load generator {line.client_cpu_ms:.2f} ms/msg on the same cores; "
-        f"e2e/floor per round {', '.join(f'{r:.2f}' for r in line.ratios)}"
+        f"e2e/floor per round {', '.join(f'{r:.2f}' for r in line.ratios)}; the floor with the "
+        f"payload made durable (+durable: no HTTP, no database) costs "
+        f"{line.durable_cpu_ms:.2f} ms CPU/msg, {line.durable_all / line.floor_all:.2f}x the floor"
         for line in report.lines
     ]
     speedup = 29.0 / report.round_trip_ms if report.round_trip_ms else 0.0

@@ -15,10 +15,12 @@ def test_the_as2_benchmark_measures_every_line(tmp_path: Path) -> None:
                  directory=tmp_path)  # fmt: skip
     assert [line.size for line in report.lines] == [1024, 4096]
     assert all(line.end_to_end > 0 and line.floor_one > 0 for line in report.lines)
+    assert all(line.durable_all > 0 and line.durable_cpu_ms > 0 for line in report.lines)
     assert report.round_trip_ms > 0
     assert report.rss_peak_kb >= report.rss_baseline_kb > 0
     table = render(report, count=3, concurrency=2)
     assert "e2e/floor" in table
+    assert "+durable" in table
     assert "pyas2lib" in table
     assert "peak RSS" in table
     assert list(tmp_path.iterdir()) == []
