@@ -7,6 +7,7 @@ so every certificate path is exercised with real X.509, never a stub.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,32 @@ def rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
 
 def ec_key(curve: ec.EllipticCurve | None = None) -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(curve or ec.SECP256R1())
+
+
+def crl(
+    issuer: x509.Certificate,
+    key: PrivateKey,
+    revoked: Sequence[x509.Certificate] = (),
+    *,
+    next_update: dt.timedelta = dt.timedelta(days=7),
+) -> x509.CertificateRevocationList:
+    """A CRL `issuer` signs with `key`, listing `revoked` (key compromise, an hour ago)."""
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.subject)
+        .last_update(now() - dt.timedelta(days=2))
+        .next_update(now() + next_update)
+    )
+    for cert in revoked:
+        entry = (
+            x509.RevokedCertificateBuilder()
+            .serial_number(cert.serial_number)
+            .revocation_date(now() - dt.timedelta(hours=1))
+            .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False)
+            .build()
+        )
+        builder = builder.add_revoked_certificate(entry)
+    return builder.sign(key, hashes.SHA256())
 
 
 def _name(common_name: str) -> x509.Name:

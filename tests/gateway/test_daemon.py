@@ -17,15 +17,13 @@ from typing import IO, Any
 
 import aiohttp
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 
 from gateway import credentials, start_retry
 from gateway.daemon import Daemon
 from gateway.errors import ConfigError, ConnectionStateError
 from gateway.model import ConnectionStatus
 from gateway.store.sqlite import open_store
-from tests.sandbox import make_sandbox
+from tests.sandbox import make_sandbox, sandbox_crl
 
 
 @pytest.fixture(scope="module")
@@ -161,24 +159,7 @@ async def test_a_reload_bringing_a_crl_stops_the_revoked_connection_and_is_appli
                 break
             await asyncio.sleep(0.05)
         assert daemon.context is not None
-        ca_key = serialization.load_pem_private_key((certs / "ca.key").read_bytes(), None)
-        ca = x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes())
-        revoked = x509.load_pem_x509_certificate((certs / "b2g-qual-as2.pem").read_bytes())
-        moment = dt.datetime.now(dt.UTC)
-        crl = (
-            x509.CertificateRevocationListBuilder()
-            .issuer_name(ca.subject)
-            .last_update(moment - dt.timedelta(minutes=5))
-            .next_update(moment + dt.timedelta(days=1))
-            .add_revoked_certificate(
-                x509.RevokedCertificateBuilder()
-                .serial_number(revoked.serial_number)
-                .revocation_date(moment - dt.timedelta(minutes=1))
-                .build()
-            )
-            .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-        )
-        (certs / "ca.crl").write_bytes(crl.public_bytes(serialization.Encoding.DER))
+        (certs / "ca.crl").write_bytes(sandbox_crl(config, "b2g-qual-as2"))
         text = config.read_text()
         config.write_text(
             text.replace(

@@ -7,22 +7,21 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 
-from gateway.certload import PrivateKey
 from gateway.config_load import ConfigErrors, load
 from gateway.connections import ConnectionRegistry
 from gateway.credentials import credential_warnings, load_credentials
 from gateway.errors import ConnectionStateError
 from gateway.model import ConnectionStatus
 from tests.gateway.test_credentials import config_data, sheet
-from tests.pki import Issued, TestCA, now, rsa_key
+from tests.pki import Issued, TestCA, crl, now, rsa_key
 
 WriteConfig = Callable[[dict[str, Any]], Path]
 
@@ -35,31 +34,6 @@ def ca() -> TestCA:
 @pytest.fixture(scope="module")
 def aife(ca: TestCA) -> Issued:
     return ca.issue("aife")
-
-
-def crl(
-    issuer: x509.Certificate,
-    key: PrivateKey,
-    revoked: Sequence[x509.Certificate] = (),
-    *,
-    next_update: dt.timedelta = dt.timedelta(days=7),
-) -> x509.CertificateRevocationList:
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(issuer.subject)
-        .last_update(now() - dt.timedelta(days=2))
-        .next_update(now() + next_update)
-    )
-    for cert in revoked:
-        entry = (
-            x509.RevokedCertificateBuilder()
-            .serial_number(cert.serial_number)
-            .revocation_date(now() - dt.timedelta(hours=1))
-            .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False)
-            .build()
-        )
-        builder = builder.add_revoked_certificate(entry)
-    return builder.sign(key, hashes.SHA256())
 
 
 def write_crl(path: Path, *crls: x509.CertificateRevocationList) -> str:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
@@ -22,7 +21,8 @@ from gateway.settings.sftp import SftpSettings, plan_listeners
 from protocols.sftp.keys import key_of_certificate, key_of_private, wire
 from protocols.sftp.server import SftpListener
 from protocols.sftp.x509auth import der
-from tests.pki import Issued, TestCA
+from tests.pki import Issued, TestCA, crl
+from tests.sandbox import sandbox_crl
 from tests.sftp.harness import edited, gateway_env, invoice, make_key, sftp_sheet, utcnow
 from tests.sftp.x509kit import QUIET_PYOPENSSL, plain_keys, refusal, session, x509_keys
 
@@ -92,25 +92,9 @@ def test_aife_whose_certificate_a_crl_revokes_is_refused_at_login_too(
     the revoked certificate and its key are refused as `x509-revoked`, not let in to be
     refused file by file."""
     certs = sandbox.parent.parent.parent / "certs" / "sandbox"
-    ca_key = serialization.load_pem_private_key((certs / "ca.key").read_bytes(), None)
-    assert isinstance(ca_key, rsa.RSAPrivateKey)
-    ca = x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes())
     aife = x509.load_pem_x509_certificate((certs / "aife-qual-sftp.pem").read_bytes())
-    listed = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.subject)
-        .last_update(utcnow() - dt.timedelta(days=1))
-        .next_update(utcnow() + dt.timedelta(days=7))
-        .add_revoked_certificate(
-            x509.RevokedCertificateBuilder()
-            .serial_number(aife.serial_number)
-            .revocation_date(utcnow() - dt.timedelta(hours=1))
-            .build()
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
     crl_path = tmp_path / "ca.crl"
-    crl_path.write_bytes(listed.public_bytes(serialization.Encoding.DER))
+    crl_path.write_bytes(sandbox_crl(sandbox, "aife-qual-sftp"))
     loaded = load(sandbox, env=ENV)
     gateway = loaded.gateway.model_copy(update={"crls": (crl_path,)})
     config = loaded.model_copy(update={"gateway": gateway})
@@ -185,19 +169,7 @@ def test_a_block_account_whose_certificate_a_crl_revokes_stays_configured_but_re
     ca = TestCA("Partner CA")
     issued = ca.issue("erp-revoked")
     cert, _ = issued.write(tmp_path, "erp")
-    listed = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.root.subject)
-        .last_update(utcnow() - dt.timedelta(days=1))
-        .next_update(utcnow() + dt.timedelta(days=7))
-        .add_revoked_certificate(
-            x509.RevokedCertificateBuilder()
-            .serial_number(issued.cert.serial_number)
-            .revocation_date(utcnow() - dt.timedelta(hours=1))
-            .build()
-        )
-        .sign(ca.root_key, hashes.SHA256())
-    )
+    listed = crl(ca.root, ca.root_key, [issued.cert])
     crl_path = tmp_path / "partner.crl"
     crl_path.write_bytes(listed.public_bytes(serialization.Encoding.PEM))
     loaded = load(sandbox, env=ENV)
