@@ -15,10 +15,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from gateway import certrevocation
 from gateway.config_load import ConfigErrors, load
 from gateway.connections import ConnectionRegistry
 from gateway.credentials import credential_warnings, load_credentials
-from gateway.errors import ConnectionStateError
+from gateway.errors import CertificateRevoked, ConnectionStateError
 from gateway.model import ConnectionStatus
 from tests.gateway.test_credentials import config_data, sheet
 from tests.pki import Issued, TestCA, crl, now, rsa_key
@@ -197,3 +198,26 @@ def test_a_der_crl_converted_by_openssl_is_applied(
     registry, _ = registry_of(write_config(data))
     with pytest.raises(ConnectionStateError, match="was revoked"):
         registry.check_traffic("a", now=now())
+
+
+def test_a_crl_signature_is_checked_once_however_many_certificates_it_covers(
+    tmp_path: Path, ca: TestCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections sharing a CA share its CRL: its signature (a hash of the whole CRL) is
+    verified once per issuer key, and a listed serial is still found among many."""
+    calls: list[str] = []
+    real = certrevocation._signed_by
+
+    def counted(listed: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+        calls.append(issuer.subject.rfc4514_string())
+        return real(listed, issuer)
+
+    monkeypatch.setattr(certrevocation, "_signed_by", counted)
+    leaves = [ca.issue(f"leaf{n}") for n in range(5)]
+    path = write_crl(tmp_path / "i.crl", crl(ca.issuer, ca.issuer_key, [leaves[3].cert]))
+    revocations = certrevocation.Revocations(certrevocation.load_crls(path, source="crls[0]"))
+    for leaf in leaves[:3] + leaves[4:]:
+        assert revocations.check([leaf.cert, ca.issuer, ca.root], now=now(), connection="c") == []
+    with pytest.raises(CertificateRevoked, match="leaf3"):
+        revocations.check([leaves[3].cert, ca.issuer, ca.root], now=now(), connection="c")
+    assert calls == [ca.issuer.subject.rfc4514_string()]  # the root is named by no CRL
