@@ -173,3 +173,51 @@ async def test_what_settle_raises_is_what_the_caller_gets(writer: Writer) -> Non
     writer.enqueue(_insert("x"), loop=loop, future=future, settle=refuse)
     with pytest.raises(LookupError, match="refused after raccord-store-writer"):
         await future
+
+
+async def test_a_batch_runs_without_savepoints_until_a_request_fails(
+    writer: Writer, tmp_path: Path
+) -> None:
+    """Savepoints cost two statements per request: a batch takes them only to run again once
+    a request failed half-way, whose partial write must not reach the others' commit."""
+    assert writer._conn is not None
+    traced: list[str] = []
+    writer._conn.set_trace_callback(traced.append)
+    runs: list[str] = []
+
+    def counted(value: str) -> Write:
+        insert = _insert(value)
+
+        def fn(conn: sqlite3.Connection) -> str:
+            runs.append(value)
+            return insert(conn)
+
+        return fn
+
+    async def batch(*fns: Write) -> list[asyncio.Future[str]]:
+        gate, blocker = await _busy(writer)
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[str]] = []
+        for fn in fns:
+            futures.append(loop.create_future())
+            writer.enqueue(fn, loop=loop, future=futures[-1])
+        gate.set()
+        await blocker
+        await asyncio.wait(futures)
+        return futures
+
+    done = await batch(counted("a"), counted("b"))
+    assert [f.result() for f in done] == [WRITER_THREAD, WRITER_THREAD]
+    assert runs == ["a", "b"]
+    assert not [s for s in traced if "SAVEPOINT" in s]
+
+    def broken(conn: sqlite3.Connection) -> str:
+        conn.execute("INSERT INTO rows (v, thread) VALUES ('half', 'x')")
+        raise ValueError("refused half-way")
+
+    runs.clear()
+    done = await batch(counted("c"), broken, counted("d"))
+    assert isinstance(done[1].exception(), ValueError)
+    assert runs == ["c", "d", "c", "d"]  # rolled back, then each in its savepoint
+    assert [s for s in traced if s.startswith("SAVEPOINT")] == ["SAVEPOINT request"] * 3
+    assert set(_committed(tmp_path / "db.sqlite")) == {"blocker", "a", "b", "c", "d"}
