@@ -10,8 +10,11 @@ offload pool or the writer thread.
 One level of 256 buckets, as git lays out its objects: each bucket is created (and made durable
 in `payloads/`) the first time it is used, so in a running store an accept creates no directory
 and pays one directory fsync instead of up to three, and no inode allocation besides its own
-file. A store written with the earlier two levels (`ab/cd/<sha256>`) is moved to this layout
-the first time it opens.
+file. Each bucket is opened once and kept open: the rename goes into that descriptor's directory
+(`renameat`) and its fsync is of that same descriptor, so an accept opens and closes no
+directory, and a bucket removed by hand cannot leave a rename synced in the wrong place. A store
+written with the earlier two levels (`ab/cd/<sha256>`) is moved to this layout the first time
+it opens.
 
 Pins close the one race content addressing has: a payload placed for a submission that turned
 out to be a duplicate may be removed only if no row references it and no other in-flight
@@ -41,11 +44,20 @@ _LAYOUT_MARK = "layout-one-level"  # present once the store is known to hold no 
 _TEMP_SUFFIX = ".part"
 
 
-def _size_of(path: str) -> int | None:
+def _size_at(name: str, directory: int) -> int | None:
     try:
-        return os.stat(path).st_size
+        return os.stat(name, dir_fd=directory).st_size
     except FileNotFoundError:
         return None
+
+
+def _fsync_at(name: str, directory: int) -> None:
+    """Make a file someone else wrote durable (its bytes may still be only in the page cache)."""
+    fd = os.open(name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0), dir_fd=directory)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: str | Path) -> None:
@@ -75,18 +87,6 @@ def _create_durable(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     fsync_dir(path.parent)
-
-
-def _rename_into_bucket(temp: str, final: str) -> None:
-    """Rename; a bucket removed by hand since the store opened is made again (durably)."""
-    try:
-        os.replace(temp, final)
-    except FileNotFoundError:
-        bucket = os.path.dirname(final)
-        if os.path.isdir(bucket) or not os.path.exists(temp):
-            raise
-        _mkdir_durable(Path(bucket))
-        os.replace(temp, final)
 
 
 def fsync_path(path: str | Path) -> None:
@@ -219,6 +219,9 @@ class PayloadDir:
         self._lock = threading.Lock()
         self._pins: Counter[str] = Counter()
         self._buckets: set[str] = set()  # bucket names known to exist durably
+        self._bucket_fds: dict[str, int] = {}  # open buckets, by name
+        self._retired: list[int] = []  # descriptors of buckets removed by hand, closed last
+        self._closed = False
 
     def prepare(self) -> int:
         """Create the layout and remove temp files a crash left; returns how many."""
@@ -245,6 +248,59 @@ class PayloadDir:
         fsync_dir(self.base)
         with self._lock:
             self._buckets.add(name)
+
+    def _bucket_fd(self, name: str) -> int:
+        """The open descriptor of bucket `name`, made (durably) and opened on first use."""
+        fd = self._bucket_fds.get(name)
+        if fd is not None:
+            return fd
+        self._bucket(name)
+        flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(f"{self._base}/{name}", flags)
+        with self._lock:
+            if self._closed:
+                os.close(fd)
+                raise StoreError("the store is closed")
+            known = self._bucket_fds.setdefault(name, fd)
+        if known != fd:  # another thread opened it meanwhile
+            os.close(fd)
+        return known
+
+    def _reopen_bucket(self, name: str, stale: int) -> int:
+        """The bucket behind `stale` is gone (removed by hand): make it again, durably.
+
+        The stale descriptor is kept open until `close`: another thread may be using it, and a
+        closed number could be reused by an unrelated file meanwhile.
+        """
+        with self._lock:
+            if self._bucket_fds.get(name) == stale:
+                del self._bucket_fds[name]
+                self._buckets.discard(name)
+                self._retired.append(stale)
+        return self._bucket_fd(name)
+
+    def _rename_into_bucket(self, temp: str, sha256: str, bucket: int) -> int:
+        """Rename into the open bucket; one removed by hand since is made again. Returns the
+        descriptor of the bucket the name is in, the one to fsync."""
+        try:
+            os.replace(temp, sha256, dst_dir_fd=bucket)
+        except FileNotFoundError:
+            if not os.path.exists(temp):
+                raise
+            bucket = self._reopen_bucket(sha256[:2], bucket)
+            os.replace(temp, sha256, dst_dir_fd=bucket)
+        return bucket
+
+    def close(self) -> None:
+        """Close the bucket descriptors (the store is closing: no accept is in flight)."""
+        with self._lock:
+            self._closed = True
+            fds = [*self._bucket_fds.values(), *self._retired]
+            self._bucket_fds.clear()
+            self._retired.clear()
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _adopt_two_level(self) -> None:
         """Move payloads of the earlier `ab/cd/<sha256>` layout up one level, crash-safely.
@@ -289,24 +345,26 @@ class PayloadDir:
         not durable yet; a present file of another size (damage) is replaced only once our
         bytes are durable. A bucket removed by hand since the store opened is made again.
         """
-        final = self._final(spooled.sha256)
+        sha256 = spooled.sha256
+        if not _SHA256.fullmatch(sha256):
+            raise StoreError(f"not a sha256 digest: {sha256!r}")
         with self._lock:  # pinned first: a discard can no longer remove what we find below
-            self._pins[spooled.sha256] += 1
+            self._pins[sha256] += 1
         try:
-            self._bucket(spooled.sha256[:2])
-            present = _size_of(final)
+            bucket = self._bucket_fd(sha256[:2])
+            present = _size_at(sha256, bucket)
             if present is None:
-                _rename_into_bucket(spooled.temp, final)
+                bucket = self._rename_into_bucket(spooled.temp, sha256, bucket)
                 file.sync_and_close()
             elif present == spooled.size:
                 file.abort()
-                fsync_path(final)
+                _fsync_at(sha256, bucket)
             else:
                 file.sync_and_close()
-                _rename_into_bucket(spooled.temp, final)
-            fsync_dir(os.path.dirname(final))
+                bucket = self._rename_into_bucket(spooled.temp, sha256, bucket)
+            os.fsync(bucket)
         except BaseException:
-            self.unpin(spooled.sha256)
+            self.unpin(sha256)
             raise
 
     def unpin(self, sha256: str) -> None:

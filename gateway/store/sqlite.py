@@ -126,6 +126,7 @@ class SQLiteStore(AcceptingStore, ReturnFlowStore):
     def _shutdown(self) -> None:
         self._writer.close()
         self._readers.close()
+        self._payloads.close()
         self._files.release(clean=True)
 
     # --- plumbing --------------------------------------------------------------------------

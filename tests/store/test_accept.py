@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import stat
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -283,10 +284,14 @@ async def test_closed_store_refuses_work(root: Path, clock: FakeClock) -> None:
 async def test_a_disk_failing_while_placing_refuses_the_accept_and_records_nothing(
     store: SQLiteStore, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def full(*_: object) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
+    real = os.fsync
 
-    monkeypatch.setattr("gateway.store.payloads.fsync_dir", full)
+    def full(fd: int) -> None:  # the bucket's fsync fails
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(StoreError, match=r"cannot store the payload: .*No space left"):
         await asyncio.wait_for(store.accept(b"<Invoice/>", sub()), 10)
     assert_nothing_recorded(root)

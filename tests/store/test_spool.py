@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import os
+import stat
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 
 from gateway.store import StoreError, payloads, spool
 from gateway.store.payloads import PayloadDir
-from gateway.store.sqlite import SQLiteStore
+from gateway.store.sqlite import SQLiteStore, open_store
 from tests.store.conftest import payload_files, sha, sub, temp_files
 
 
@@ -171,10 +173,10 @@ async def test_bytes_already_in_place_are_fsynced_not_rewritten(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = await store.accept(b"shared bytes", sub(source="a"))
-    synced: list[str | Path] = []
-    monkeypatch.setattr(payloads, "fsync_path", synced.append)
+    synced: list[Path] = []
+    monkeypatch.setattr(payloads, "_fsync_at", lambda name, at: synced.append(opened(at) / name))
     await store.accept(b"shared bytes", sub(source="b"))
-    assert [Path(p) for p in synced] == [store.payload_path(await store.get(first.message_id))]
+    assert synced == [store.payload_path(await store.get(first.message_id))]
 
 
 async def test_a_damaged_file_of_another_size_is_replaced(store: SQLiteStore, root: Path) -> None:
@@ -186,16 +188,23 @@ async def test_a_damaged_file_of_another_size_is_replaced(store: SQLiteStore, ro
     assert final.read_bytes() == data
 
 
+def opened(fd: int) -> Path:
+    """The path of what descriptor `fd` has open (" (deleted)" once it is removed)."""
+    return Path(os.readlink(f"/proc/self/fd/{fd}"))
+
+
 def synced_dirs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Every directory fsynced from now on, in order (the real fsync still happens)."""
+    """Every directory fsynced from now on, by path or by an open descriptor, in order (the
+    real fsync still happens)."""
     synced: list[Path] = []
-    real = payloads.fsync_dir
+    real = os.fsync
 
-    def counted(path: str | Path) -> None:
-        synced.append(Path(path))
-        real(path)
+    def counted(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            synced.append(opened(fd))
+        real(fd)
 
-    monkeypatch.setattr(payloads, "fsync_dir", counted)
+    monkeypatch.setattr(os, "fsync", counted)
     return synced
 
 
@@ -226,3 +235,37 @@ async def test_a_bucket_removed_by_hand_is_made_again(
     receipt = await store.accept(data, sub())
     assert store.payload_path(await store.get(receipt.message_id)).read_bytes() == data
     assert synced == [bucket.parent, bucket]  # the new bucket in its parent, then the name
+
+
+async def test_a_bucket_replaced_by_hand_gets_the_name_and_the_sync(
+    store: SQLiteStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store keeps its buckets open; one removed and made again by someone else is
+    reopened, so the rename and its fsync both reach the directory that the path names."""
+    first, data = same_bucket_pair()
+    await store.accept(first, sub())
+    bucket = root / "payloads" / sha(data)[:2]
+    (bucket / sha(first)).unlink()
+    bucket.rmdir()
+    bucket.mkdir()
+    synced = synced_dirs(monkeypatch)
+    receipt = await store.accept(data, sub())
+    assert store.payload_path(await store.get(receipt.message_id)).read_bytes() == data
+    assert synced == [bucket.parent, bucket]
+
+
+async def test_closing_the_store_closes_its_buckets(root: Path) -> None:
+    def open_in_payloads() -> list[Path]:
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+        paths = []
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                paths.append(opened(fd))
+        return [p for p in paths if str(p).startswith(str(root / "payloads"))]
+
+    opened_store = await open_store(root)
+    for n in range(20):
+        await opened_store.accept(f"<Invoice n='{n}'/>".encode(), sub())
+    assert open_in_payloads()  # kept open while the store runs
+    await opened_store.close()
+    assert open_in_payloads() == []
