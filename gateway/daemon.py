@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import resource
 import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +36,22 @@ from gateway.store.sqlite import open_store
 from gateway.wakeups import Wakeups
 
 log = get_logger(__name__)
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Lift the soft limit on open files to the hard one; returns (soft, hard) after.
+
+    The store keeps its 256 payload buckets open and every session holds a socket, while
+    container runtimes often start a process with a soft limit of 1,024. Raising the soft
+    limit up to the hard one needs no privilege.
+    """
+    infinity = resource.RLIM_INFINITY
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 1 << 20 if hard == infinity else hard  # the kernel's usual nr_open
+    if soft != infinity and soft < target:
+        with contextlib.suppress(ValueError, OSError):  # a kernel may cap it lower
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 def utcnow() -> dt.datetime:
@@ -204,6 +221,8 @@ class Daemon:
             log.error("config_invalid", problems=[str(e) for e in exc.errors])
             return 2
         configure(level=config.gateway.log_level)
+        soft, hard = raise_open_files_limit()
+        log.info("open_files_limit", soft=soft, hard=hard)
         config.gateway.data_dir.mkdir(parents=True, exist_ok=True)
         self._store = await open_store(config.gateway.data_dir)
         try:
