@@ -111,10 +111,22 @@ _V3 = (
         WHERE state = 'accepted'""",
 )
 
+# One index keyed by sha256 instead of two: the duplicate check (source, code and content) and
+# "is this payload referenced?" (sha256 alone) both use it. Keys of 64 hex characters land at
+# random places in the tree: each such index cost an accept about 12 microseconds and one more
+# page in the WAL.
+_V4 = (
+    """CREATE UNIQUE INDEX ux_messages_sha256_content
+        ON messages (sha256, source, interface_code)""",
+    "DROP INDEX ux_messages_content",
+    "DROP INDEX ix_messages_sha256",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "messages, events, connection sheets", _V1),
     Migration(2, "sent message id", _V2),
     Migration(3, "message references, correlation mark, delivery queue", _V3),
+    Migration(4, "one index on sha256 for duplicates and references", _V4),
 )
 
 

@@ -78,3 +78,43 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None
         assert "x" not in tables
     finally:
         conn.close()
+
+
+async def test_one_sha256_index_serves_the_duplicate_check_and_the_reference_check(
+    root: Path, clock: FakeClock
+) -> None:
+    """v4 keeps one index keyed by sha256 (each such index costs every accept a random
+    insert): both lookups by content use it, none scans the table, and a v3 store with
+    messages is upgraded with its duplicates still refused."""
+    root.mkdir()
+    conn = connect(root / "raccord.db")
+    try:
+        assert migrate(conn, now="2026-01-01T00:00:00.000000+00:00", migrations=MIGRATIONS[:3]) == 3
+    finally:
+        conn.close()
+    store = await open_store(root, clock=clock)
+    try:
+        first = await store.accept(b"<Invoice>once</Invoice>", sub())
+    finally:
+        await store.close()
+    conn = connect(root / "raccord.db")
+    try:
+        assert migrate(conn, now="2026-01-02T00:00:00.000000+00:00") == MIGRATIONS[-1].version
+        queries = [
+            ("SELECT * FROM messages WHERE source = ? AND interface_code = ? AND sha256 = ?", 3),
+            ("SELECT 1 FROM messages WHERE sha256 = ? LIMIT 1", 1),
+        ]
+        for query, params in queries:
+            plan = conn.execute(f"EXPLAIN QUERY PLAN {query}", ("x",) * params).fetchall()
+            assert "ux_messages_sha256_content" in " ".join(str(row[-1]) for row in plan), plan
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert not names & {"ux_messages_content", "ix_messages_sha256"}
+    finally:
+        conn.close()
+    store = await open_store(root, clock=clock)
+    try:
+        again = await store.accept(b"<Invoice>once</Invoice>", sub())
+    finally:
+        await store.close()
+    assert again.duplicate
+    assert again.message_id == first.message_id
