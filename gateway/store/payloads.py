@@ -89,15 +89,6 @@ def _create_durable(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def fsync_path(path: str | Path) -> None:
-    """Make a file someone else wrote durable (its bytes may still be only in the page cache)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @dataclass(frozen=True, slots=True)
 class Spooled:
     """A complete temp file and what it holds (durable only once placed)."""

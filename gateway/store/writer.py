@@ -3,9 +3,8 @@
 Every write is a function of the connection, queued with a future. The thread takes whatever
 is queued, runs it in one transaction (each request in a savepoint only once one has failed),
 commits once (one fsync of the WAL), then resolves every caller with one wake-up of their event
-loop. Under
-load, requests pile up while a commit is in flight, so the next transaction carries them all:
-that is how concurrent producers share an fsync instead of queueing behind one each.
+loop. Under load, requests pile up while a commit is in flight, so the next transaction carries
+them all: that is how concurrent producers share an fsync instead of queueing behind one each.
 
 A worker thread that has a record ready (`commit_here`) commits it itself when no commit is in
 progress, with whatever else is queued: a lone producer then pays no hand-over to this thread
