@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import resource
 import signal
 from collections.abc import Callable, Sequence
@@ -54,6 +55,23 @@ def raise_open_files_limit() -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+FileState = tuple[tuple[int, int, int] | None, ...]
+
+
+def file_state(paths: Sequence[Path]) -> FileState:
+    """What tells that a file was replaced or rewritten, without reading it: inode, size and
+    modification time of each path (None when it cannot be looked at)."""
+    state: list[tuple[int, int, int] | None] = []
+    for path in paths:
+        try:
+            found = os.stat(path)
+        except OSError:
+            state.append(None)
+        else:
+            state.append((found.st_ino, found.st_size, found.st_mtime_ns))
+    return tuple(state)
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -82,6 +100,7 @@ class Daemon:
         self._extensions = list(admin_extensions() if extensions is None else extensions)
         self._store: Store | None = None
         self._context: GatewayContext | None = None
+        self._crls_seen: FileState = ()  # the CRL files as the last (re)load found them
         self.admin: AdminServer | None = None
 
     @property
@@ -89,14 +108,16 @@ class Daemon:
         """The running context (tests and admin routes read it)."""
         return self._context
 
-    def _load(self) -> tuple[Config, CredentialSet]:
+    def _load(self) -> tuple[Config, CredentialSet, FileState]:
         """Blocking: the configuration and the credentials its check loaded, each file parsed
-        once (`load` would check the material, then the context load it all again)."""
+        once (`load` would check the material, then the context load it all again), and the
+        state of the CRL files, looked at before they are read (a change after is seen)."""
         config = load(self._path, check_files=False)
+        crls = file_state(config.gateway.crls)
         credentials, problems = check_material(config, now=self._clock())
         if problems:
             raise ConfigErrors(problems)
-        return config, credentials
+        return config, credentials, crls
 
     async def _build_context(
         self, config: Config, credentials: CredentialSet, store: Store
@@ -193,19 +214,46 @@ class Daemon:
         async with self._reloading:
             assert self._store is not None
             assert self._context is not None
+            before = await self._crl_state(self._context.config)
             try:
-                config, credentials = await offload.run_blocking(self._load)
+                config, credentials, crls = await offload.run_blocking(self._load)
                 context = await self._build_context(config, credentials, self._store)
             except ConfigErrors as exc:
                 metrics.CONFIG_RELOADS.labels("rejected").inc()
                 log.error("config_reload_rejected", problems=[str(e) for e in exc.errors])
+                self._crls_seen = before  # refused as they are: not tried again until changed
                 return False
+            self._crls_seen = crls
             await self._stop_services(self._context.config.gateway.shutdown_timeout)
             self._context = context
             await self._start_services(context)
             metrics.CONFIG_RELOADS.labels("applied").inc()
             log.info("config_reloaded", connections=len(context.registry))
             return True
+
+    @staticmethod
+    async def _crl_state(config: Config) -> FileState:
+        return await offload.run_blocking(file_state, config.gateway.crls)
+
+    async def _watch_crls(self) -> None:
+        """Reload when a CRL file changes: the CA's new list takes effect without SIGHUP.
+
+        A PKI's tooling or a cron job replaces the files; every `crl_check_interval` seconds
+        they are looked at (not read). A change reloads the whole configuration, exactly as
+        SIGHUP does: a valid new list is applied, a broken one is refused once and logged, and
+        the running configuration stays.
+        """
+        while True:
+            assert self._context is not None
+            gateway = self._context.config.gateway
+            await asyncio.sleep(gateway.crl_check_interval)
+            if not gateway.crls or await self._crl_state(self._context.config) == self._crls_seen:
+                continue
+            log.info("crl_files_changed", files=[str(p) for p in gateway.crls])
+            try:
+                await self.reload()
+            except Exception as exc:  # noqa: BLE001 - the watch must outlive one failed reload
+                log.error("crl_reload_failed", error=repr(exc))
 
     def _signals(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
@@ -215,7 +263,7 @@ class Daemon:
     async def run(self) -> int:
         """Serve until asked to stop; 0 on a clean stop, 2 when the config is invalid."""
         try:
-            config, credentials = await offload.run_blocking(self._load)
+            config, credentials, self._crls_seen = await offload.run_blocking(self._load)
         except ConfigErrors as exc:
             configure(level="info")
             log.error("config_invalid", problems=[str(e) for e in exc.errors])
@@ -252,7 +300,13 @@ class Daemon:
                 admin_port=self.admin.bound_port,
                 connections=len(self._context.registry),
             )
-            await self._stopping.wait()
+            watching = asyncio.create_task(self._watch_crls(), name="crl-watch")
+            try:
+                await self._stopping.wait()
+            finally:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
             log.info("gateway_stopping")
             await self._stop_services(self._context.config.gateway.shutdown_timeout)
             return 0

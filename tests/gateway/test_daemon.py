@@ -11,14 +11,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
 import pytest
 
-from gateway import credentials, start_retry
+from gateway import credentials, metrics, start_retry
 from gateway.daemon import Daemon
 from gateway.errors import ConfigError, ConnectionStateError
 from gateway.model import ConnectionStatus
@@ -173,6 +173,78 @@ async def test_a_reload_bringing_a_crl_stops_the_revoked_connection_and_is_appli
         with pytest.raises(ConnectionStateError, match=r"b2g-qual-as2.* was revoked"):
             registry.check_traffic("b2g-qual-as2", now=dt.datetime.now(dt.UTC))
         assert registry.check_traffic("g2b-qual-sftp", now=dt.datetime.now(dt.UTC))
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 10) == 0
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """As a PKI's tooling or a cron job would: a new file renamed over the old one."""
+    part = path.with_suffix(".new")
+    part.write_bytes(data)
+    os.replace(part, path)
+
+
+async def _until(check: Callable[[], bool], *, seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the condition never held")
+
+
+async def test_a_crl_replaced_on_disk_takes_effect_without_sighup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon looks at its CRL files every `crl_check_interval`: a new list revoking a
+    connection's certificate is applied by itself; a broken one is refused once (not every
+    interval) and the running configuration stays."""
+    monkeypatch.setenv("RACCORD_ADMIN_PORT", "0")
+    config = make_sandbox(tmp_path)
+    crl_file = config.parent.parent.parent / "certs" / "sandbox" / "ca.crl"
+    crl_file.write_bytes(sandbox_crl(config))  # lists nothing yet
+    config.write_text(
+        config.read_text().replace(
+            "  shutdown_timeout: 10\n",
+            "  shutdown_timeout: 10\n  crls: [../../certs/sandbox/ca.crl]\n"
+            "  crl_check_interval: 0.1\n",
+            1,
+        )
+    )
+    reloads = metrics.CONFIG_RELOADS
+    applied, rejected = reloads.labels("applied"), reloads.labels("rejected")
+    daemon = Daemon(config, install_signals=False)
+    task = asyncio.create_task(daemon.run())
+    try:
+        for _ in range(200):
+            if daemon.context is not None and (await daemon.readiness())["listeners"]:
+                break
+            await asyncio.sleep(0.05)
+        assert daemon.context is not None
+        now = dt.datetime.now(dt.UTC)
+        assert daemon.context.registry.check_traffic("b2g-qual-as2", now=now)
+        applied_before, rejected_before = applied._value.get(), rejected._value.get()
+
+        _replace(crl_file, sandbox_crl(config, "b2g-qual-as2"))
+
+        def revoked() -> bool:
+            assert daemon.context is not None
+            try:
+                daemon.context.registry.check_traffic("b2g-qual-as2", now=now)
+            except ConnectionStateError:
+                return True
+            return False
+
+        await _until(lambda: applied._value.get() == applied_before + 1)  # reload complete
+        assert revoked()
+        assert daemon.context.registry.check_traffic("g2b-qual-sftp", now=now)
+
+        _replace(crl_file, b"not a CRL at all")
+        await _until(lambda: rejected._value.get() == rejected_before + 1)
+        await asyncio.sleep(0.5)  # five more looks at the same broken file
+        assert rejected._value.get() == rejected_before + 1
+        assert applied._value.get() == applied_before + 1
+        assert revoked()  # the configuration that was running still is
     finally:
         daemon.request_stop()
         assert await asyncio.wait_for(task, 10) == 0
