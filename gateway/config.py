@@ -341,7 +341,7 @@ class GatewayConfig(Frozen):
     shutdown_timeout: Annotated[float, Field(gt=0)] = 30.0
     housekeeping_interval: Annotated[float, Field(gt=0, le=3600)] = 15.0
     trust_anchors: tuple[ConfigPath, ...] = ()
-    crls: tuple[ConfigPath, ...] = ()  # CRL files (PEM or DER); re-read on SIGHUP
+    crls: tuple[ConfigPath, ...] = ()  # CRL files (PEM or DER); re-read on SIGHUP or change
     # how often the CRL files are looked at (inode, size, mtime); a change reloads as SIGHUP does
     crl_check_interval: Annotated[float, Field(gt=0, le=86400)] = 60.0
     admin: AdminConfig = AdminConfig()
