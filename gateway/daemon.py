@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import os
-import resource
 import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +28,7 @@ from gateway.inbox import StoreInbox
 from gateway.intake import GatewayInbox
 from gateway.logging import configure, get_logger
 from gateway.router import Router
+from gateway.runtime import FileState, file_state, raise_open_files_limit
 from gateway.services import AdminExtension, EndpointFactory, GatewayContext, Service
 from gateway.start_retry import StartRetry
 from gateway.store import Store
@@ -37,39 +36,6 @@ from gateway.store.sqlite import open_store
 from gateway.wakeups import Wakeups
 
 log = get_logger(__name__)
-
-
-def raise_open_files_limit() -> tuple[int, int]:
-    """Lift the soft limit on open files to the hard one; returns (soft, hard) after.
-
-    The store keeps its 256 payload buckets open and every session holds a socket, while
-    container runtimes often start a process with a soft limit of 1,024. Raising the soft
-    limit up to the hard one needs no privilege.
-    """
-    infinity = resource.RLIM_INFINITY
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = 1 << 20 if hard == infinity else hard  # the kernel's usual nr_open
-    if soft != infinity and soft < target:
-        with contextlib.suppress(ValueError, OSError):  # a kernel may cap it lower
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
-FileState = tuple[tuple[int, int, int] | None, ...]
-
-
-def file_state(paths: Sequence[Path]) -> FileState:
-    """What tells that a file was replaced or rewritten, without reading it: inode, size and
-    modification time of each path (None when it cannot be looked at)."""
-    state: list[tuple[int, int, int] | None] = []
-    for path in paths:
-        try:
-            found = os.stat(path)
-        except OSError:
-            state.append(None)
-        else:
-            state.append((found.st_ino, found.st_size, found.st_mtime_ns))
-    return tuple(state)
 
 
 def utcnow() -> dt.datetime:

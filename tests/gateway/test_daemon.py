@@ -413,19 +413,3 @@ async def test_certificate_close_to_expiry_raises_a_warning_event(
     expiring = [e for e in events if e["event"] == "certificate_expiring"]
     assert {e["connection"] for e in expiring} >= {"b2g-qual-as2", "g2b-prod-as2"}
     assert all(0 <= e["days_left"] <= 30 for e in expiring)
-
-
-def test_the_soft_limit_on_open_files_is_raised_to_the_hard_one() -> None:
-    """The store keeps 256 buckets open: a soft limit of 1,024 (container default) would
-    leave little room for sessions. Checked in a child, whose limits are its own."""
-    script = (
-        "import resource\n"
-        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
-        "from gateway.daemon import raise_open_files_limit\n"
-        "print(raise_open_files_limit() == (hard, hard) or hard < 0)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert done.stdout.strip() == "True"
