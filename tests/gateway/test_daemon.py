@@ -51,6 +51,23 @@ async def _admin_port(daemon: Daemon) -> int:
     return port
 
 
+async def _serving(daemon: Daemon) -> None:
+    """Until the daemon has its context and every listener is up."""
+    for _ in range(200):
+        if daemon.context is not None and (await daemon.readiness())["listeners"]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the daemon never served")
+
+
+def _with_crl(config: Path, *more: str) -> None:
+    """The sandbox configuration naming the sandbox CA's CRL file (`ca.crl`), and `more`
+    lines of the `gateway:` block."""
+    lines = "".join(f"  {line}\n" for line in ("crls: [../../certs/sandbox/ca.crl]", *more))
+    anchor = "  shutdown_timeout: 10\n"
+    config.write_text(config.read_text().replace(anchor, anchor + lines, 1))
+
+
 async def test_admin_endpoints_and_clean_stop(
     sandbox: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,20 +171,10 @@ async def test_a_reload_bringing_a_crl_stops_the_revoked_connection_and_is_appli
     daemon = Daemon(config, install_signals=False)
     task = asyncio.create_task(daemon.run())
     try:
-        for _ in range(200):
-            if daemon.context is not None and (await daemon.readiness())["listeners"]:
-                break
-            await asyncio.sleep(0.05)
+        await _serving(daemon)
         assert daemon.context is not None
         (certs / "ca.crl").write_bytes(sandbox_crl(config, "b2g-qual-as2"))
-        text = config.read_text()
-        config.write_text(
-            text.replace(
-                "  shutdown_timeout: 10\n",
-                "  shutdown_timeout: 10\n  crls: [../../certs/sandbox/ca.crl]\n",
-                1,
-            )
-        )
+        _with_crl(config)
         assert await daemon.reload()
         registry = daemon.context.registry
         with pytest.raises(ConnectionStateError, match=r"b2g-qual-as2.* was revoked"):
@@ -203,23 +210,13 @@ async def test_a_crl_replaced_on_disk_takes_effect_without_sighup(
     config = make_sandbox(tmp_path)
     crl_file = config.parent.parent.parent / "certs" / "sandbox" / "ca.crl"
     crl_file.write_bytes(sandbox_crl(config))  # lists nothing yet
-    config.write_text(
-        config.read_text().replace(
-            "  shutdown_timeout: 10\n",
-            "  shutdown_timeout: 10\n  crls: [../../certs/sandbox/ca.crl]\n"
-            "  crl_check_interval: 0.1\n",
-            1,
-        )
-    )
+    _with_crl(config, "crl_check_interval: 0.1")
     reloads = metrics.CONFIG_RELOADS
     applied, rejected = reloads.labels("applied"), reloads.labels("rejected")
     daemon = Daemon(config, install_signals=False)
     task = asyncio.create_task(daemon.run())
     try:
-        for _ in range(200):
-            if daemon.context is not None and (await daemon.readiness())["listeners"]:
-                break
-            await asyncio.sleep(0.05)
+        await _serving(daemon)
         assert daemon.context is not None
         now = dt.datetime.now(dt.UTC)
         assert daemon.context.registry.check_traffic("b2g-qual-as2", now=now)

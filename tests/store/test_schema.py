@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import StoreError, open_store
+from gateway.store import Receipt, StoreError, open_store
 from gateway.store.schema import MIGRATIONS, Migration, connect, migrate
 from tests.store.conftest import FakeClock, raw_db, sub
 
@@ -92,11 +92,7 @@ async def test_one_sha256_index_serves_the_duplicate_check_and_the_reference_che
         assert migrate(conn, now="2026-01-01T00:00:00.000000+00:00", migrations=MIGRATIONS[:3]) == 3
     finally:
         conn.close()
-    store = await open_store(root, clock=clock)
-    try:
-        first = await store.accept(b"<Invoice>once</Invoice>", sub())
-    finally:
-        await store.close()
+    first = await _accept_once(root, clock, b"<Invoice>once</Invoice>")
     conn = connect(root / "raccord.db")
     try:
         assert migrate(conn, now="2026-01-02T00:00:00.000000+00:00") == MIGRATIONS[-1].version
@@ -111,10 +107,15 @@ async def test_one_sha256_index_serves_the_duplicate_check_and_the_reference_che
         assert not names & {"ux_messages_content", "ix_messages_sha256"}
     finally:
         conn.close()
-    store = await open_store(root, clock=clock)
-    try:
-        again = await store.accept(b"<Invoice>once</Invoice>", sub())
-    finally:
-        await store.close()
+    again = await _accept_once(root, clock, b"<Invoice>once</Invoice>")
     assert again.duplicate
     assert again.message_id == first.message_id
+
+
+async def _accept_once(root: Path, clock: FakeClock, data: bytes) -> Receipt:
+    """Open the store under `root`, accept `data`, close it."""
+    store = await open_store(root, clock=clock)
+    try:
+        return await store.accept(data, sub())
+    finally:
+        await store.close()
