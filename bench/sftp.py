@@ -13,6 +13,10 @@ what the one before left unsynced:
   bare        asyncssh's own `SFTPServer` writing to disk, no fsync at all
   bare+fsync  the same, answering CLOSE only after fsync of the file and of its directory:
               the price of durability alone, without hashing, records or routing
+  bare+spool  asyncssh's `SFTPServer` handing each upload to the store's own spool (hashed and
+              written off the loop, synced every 16 MB, placed in its sha256 bucket and fsynced
+              at CLOSE), without jail, routing or database: the price of a durable,
+              content-addressed inbox alone
   sshd        OpenSSH `sshd` with `internal-sftp` in a chroot, no fsync (needs root)
 
 Scenarios: one large file; many small files in one session; one file per session. Each cell is
@@ -53,7 +57,7 @@ from bench.sftp_servers import (
 )
 from gateway.logging import configure
 
-SERVERS = ("gateway", "bare", "bare+fsync", "sshd")
+SERVERS = ("gateway", "bare", "bare+fsync", "bare+spool", "sshd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +248,7 @@ class _Servers:
     gateway: GatewayServer
     bare: BareServer
     durable: BareServer
+    spool: BareServer
     sshd: OpenSshd | None
 
     def targets(self) -> dict[str, Target]:
@@ -251,6 +256,7 @@ class _Servers:
             "gateway": Target("gateway", self.gateway.port, "bench", "/out/FSO1100A"),
             "bare": Target("bare", self.bare.port, "bench", "/out/FSO1100A"),
             "bare+fsync": Target("bare+fsync", self.durable.port, "bench", "/out/FSO1100A"),
+            "bare+spool": Target("bare+spool", self.spool.port, "bench", "/out/FSO1100A"),
         }
         if self.sshd is not None:
             found["sshd"] = Target("sshd", self.sshd.port, "root", "/jail/out/FSO1100A")
@@ -260,6 +266,7 @@ class _Servers:
         await self.gateway.stop()
         await self.bare.stop()
         await self.durable.stop()
+        await self.spool.stop()
         if self.sshd is not None:
             self.sshd.stop()
 
@@ -268,15 +275,18 @@ async def _start(work: Path, client: asyncssh.SSHKey) -> _Servers:
     line = client.export_public_key("openssh").decode().strip()
     for name in ("bare", "durable"):
         (work / name / "out" / "FSO1100A").mkdir(parents=True)
+    (work / "spool").mkdir()
     servers = _Servers(
         GatewayServer(work / "gateway", client),
         BareServer(work / "bare", [line]),
-        BareServer(work / "durable", [line], durable=True),
+        BareServer(work / "durable", [line], mode="fsync"),
+        BareServer(work / "spool", [line], mode="spool"),
         None,
     )
     await servers.gateway.start()
     await servers.bare.start()
     await servers.durable.start()
+    await servers.spool.start()
     with suppress(RuntimeError):
         servers.sshd = start_sshd([line])
         (servers.sshd.jail / "out" / "FSO1100A").mkdir(parents=True)
@@ -333,24 +343,29 @@ def _paired(ratios: Sequence[float]) -> str:
 
 
 def render(rows: Sequence[Row], *, rounds: int | None = None) -> str:
-    """Medians per server, the gateway's ratio to bare (the goal) and to bare+fsync."""
+    """Medians per server, the gateway's ratio to bare (the goal), to bare+fsync and to
+    bare+spool, and bare+spool's own ratio to bare (what the durable inbox alone costs)."""
     names = " ".join(f"{name:>10}" for name in SERVERS)
     head = (
-        f"{'scenario':<26} {'unit':<7} {names} {'gw/bare':>8} {'gw/b+fs':>8}"
+        f"{'scenario':<26} {'unit':<7} {names} {'gw/bare':>8} {'gw/b+fs':>8} {'gw/b+sp':>8}"
+        f" {'b+sp/bare':>9}"
         f" {'paired gw/bare (range)':>22}  goal (gw/bare)"
     )
     lines = [head, "-" * len(head)]
     for row in rows:
         cells = " ".join(_cell(row.median(name)) for name in SERVERS)
         verdict = "ok" if row.ratio() >= row.goal else "MISSED"
+        bare, spooled = row.median("bare"), row.median("bare+spool")
+        spool = spooled / bare if bare and spooled else 0.0
         lines.append(
             f"{row.scenario:<26} {row.unit:<7} {cells} {row.ratio():8.2f} "
-            f"{row.ratio('bare+fsync'):8.2f} {_paired(row.paired()):>22}  >= {row.goal} {verdict}"
+            f"{row.ratio('bare+fsync'):8.2f} {row.ratio('bare+spool'):8.2f} {spool:9.2f}"
+            f" {_paired(row.paired()):>22}  >= {row.goal} {verdict}"
         )
     shown = f"median of {rounds} rounds" if rounds else "medians"
     lines.append(
-        f"({shown}; gateway and bare+fsync fsync file + directory before answering CLOSE, "
-        "bare and sshd do not; paired: each round's gateway over that round's bare)"
+        f"({shown}; gateway, bare+fsync and bare+spool fsync file + directory before answering"
+        " CLOSE, bare and sshd do not; paired: each round's gateway over that round's bare)"
     )
     return "\n".join(lines)
 

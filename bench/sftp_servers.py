@@ -1,4 +1,5 @@
-"""The servers bench/sftp.py measures: the gateway, bare asyncssh (with and without fsync), sshd.
+"""The servers bench/sftp.py measures: the gateway, bare asyncssh (as is, with fsync, with the
+store's spool), sshd.
 
 Every one of them receives the same OpenSSH client's uploads into `/out/FSO1100A`.
 """
@@ -14,6 +15,7 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +31,18 @@ from gateway.credentials import load_credentials
 from gateway.inbox import StoreInbox
 from gateway.intake import GatewayInbox
 from gateway.model import Direction
+from gateway.offload import run_blocking
 from gateway.router import Router
 from gateway.sandbox_pki import ensure_sandbox_certificates
+from gateway.store import Submission
+from gateway.store.payloads import PayloadDir
+from gateway.store.spool import Spooler
 from gateway.store.sqlite import SQLiteStore, open_store
 from gateway.wakeups import Wakeups
 from protocols.sftp.keys import wire
 from protocols.sftp.paths import Jail
 from protocols.sftp.ports import Account, EmptyMailbox, Limits, ListenerParams, NullObserver
+from protocols.sftp.ranges import Sequencer
 from protocols.sftp.server import SftpListener
 
 SSHD = Path("/usr/sbin/sshd")
@@ -189,31 +196,84 @@ def _close_durably(handle: BinaryIO) -> None:
         os.close(fd)
 
 
+class _Spooling:
+    """One upload into the store's spool: in-order chunks, then a sealed temp file."""
+
+    def __init__(self, spooler: Spooler) -> None:
+        self.spooler = spooler
+        self.sequencer = Sequencer()
+
+
+class SpoolingSFTPServer(asyncssh.SFTPServer):
+    """asyncssh's SFTPServer handing each upload to the store's own spool and placement, and
+    nothing else: hashed and written off the loop while it streams, synced in the background
+    every 16 MB, then at CLOSE renamed into its sha256 bucket and fsynced with it. No jail,
+    sniffing, routing or database: what the durable, content-addressed inbox costs alone."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], *, payloads: PayloadDir) -> None:
+        super().__init__(chan)
+        self._payloads = payloads
+
+    async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        del path, pflags, attrs
+        return _Spooling(Spooler(self._payloads, _SPOOLED, None))
+
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        upload = cast(_Spooling, file_obj)
+        for chunk in upload.sequencer.feed(offset, data):
+            await upload.spooler.feed(chunk)
+        return len(data)
+
+    async def close(self, file_obj: object) -> None:
+        spooler = cast(_Spooling, file_obj).spooler
+        await spooler.drain_all()
+        await run_blocking(self._place, spooler)
+
+    def _place(self, spooler: Spooler) -> None:
+        spooled = spooler.finish()
+        self._payloads.place(spooled, spooler.file)
+        self._payloads.unpin(spooled.sha256)
+
+
+_SPOOLED = Submission(
+    source="bench", direction=Direction.EMISSION, interface_code="FSO1100A", protocol="sftp"
+)
+
+
 class BareServer:
     """asyncssh's own SFTP server writing to disk: the baseline without routing or records.
 
-    `durable=False`: asyncssh's `SFTPServer` as is (no fsync: the bytes may sit in the page
-    cache when CLOSE is answered); `durable=True`: `DurableSFTPServer`.
+    `mode`: "bare", asyncssh's `SFTPServer` as is (no fsync: the bytes may sit in the page
+    cache when CLOSE is answered); "fsync", `DurableSFTPServer`; "spool",
+    `SpoolingSFTPServer` (its payloads under `root/payloads`).
     """
 
-    def __init__(self, root: Path, authorized: list[str], *, durable: bool = False) -> None:
+    def __init__(self, root: Path, authorized: list[str], *, mode: str = "bare") -> None:
         self.root = root
         self._authorized = asyncssh.import_authorized_keys("\n".join(authorized) + "\n")
         self._server: asyncssh.SSHAcceptor | None = None
-        self._factory = DurableSFTPServer if durable else asyncssh.SFTPServer
+        self._mode = mode
+        self._payloads: PayloadDir | None = None
         self.port = 0
+
+    def _factory(self) -> Callable[[asyncssh.SSHServerChannel[bytes]], asyncssh.SFTPServer]:
+        root = bytes(self.root)
+        if self._mode == "spool":
+            payloads = self._payloads = PayloadDir(self.root)
+            payloads.prepare()
+            return lambda chan: SpoolingSFTPServer(chan, payloads=payloads)
+        factory = DurableSFTPServer if self._mode == "fsync" else asyncssh.SFTPServer
+        return lambda chan: factory(chan, chroot=root)
 
     async def start(self) -> None:
         key = asyncssh.generate_private_key("ssh-ed25519")
-        root = bytes(self.root)
-        factory = self._factory
         self._server = await asyncssh.create_server(
             None,
             "127.0.0.1",
             0,
             server_host_keys=[key],
             authorized_client_keys=self._authorized,
-            sftp_factory=lambda chan: factory(chan, chroot=root),
+            sftp_factory=self._factory(),
             config=None,
         )
         self.port = int(self._server.get_port())
@@ -222,6 +282,8 @@ class BareServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._payloads is not None:
+            self._payloads.close()
 
 
 # --- the gateway side --------------------------------------------------------------------------
