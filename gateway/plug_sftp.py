@@ -304,12 +304,33 @@ class Plans:
     problems: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    config: Config
+    creds: CredentialSet
+    plans: Plans
+
+
+_last: _Planned | None = None  # the plans of the last (config, credentials) planned
+
+
 def plan_all(config: Config, creds: CredentialSet) -> Plans:
-    """Blocking (key files, certificate keys): the daemon runs it in the offload pool."""
+    """Blocking (key files, certificate keys): the daemon runs it in the offload pool.
+
+    A start or reload plans twice with the very same objects: the configuration's check, then
+    the service's start. The second gets the plans of the first, so that key and passphrase
+    files are read once, and the service runs with exactly what was checked.
+    """
+    global _last  # noqa: PLW0603 - one remembered plan per process, replaced by the next
+    last = _last
+    if last is not None and last.config is config and last.creds is creds:
+        return last.plans
     clients, problems = plan_clients(config, creds)
     client_keys = {p.client.connection: wire(p.client.client_key) for p in clients}
     listeners, more = plan_listeners(config, creds, client_keys=client_keys)
-    return Plans(listeners, clients, problems + more)
+    plans = Plans(listeners, clients, problems + more)
+    _last = _Planned(config, creds, plans)
+    return plans
 
 
 def config_problems(config: Config, creds: CredentialSet) -> list[ConfigError]:

@@ -18,10 +18,12 @@ from typing import IO, Any
 import aiohttp
 import pytest
 
-from gateway import credentials, metrics, start_retry
+from gateway import credentials, metrics, plug_sftp, start_retry
+from gateway.config import ConnectionConfig
+from gateway.credentials import CredentialSet
 from gateway.daemon import Daemon
 from gateway.errors import ConfigError, ConnectionStateError
-from gateway.model import ConnectionStatus
+from gateway.model import ConnectionStatus, Protocol
 from gateway.store.sqlite import open_store
 from tests.sandbox import make_sandbox, sandbox_crl
 
@@ -114,6 +116,35 @@ async def test_certificates_are_loaded_once_per_start_and_once_per_reload(
         assert calls == ["load"]
         assert await daemon.reload()
         assert calls == ["load", "load"]
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 10) == 0
+
+
+async def test_sftp_sheets_are_planned_once_per_start_and_once_per_reload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The configuration's check plans SFTP (key and passphrase files read, one key per
+    account); the SFTP service then starts with those plans instead of reading it all again."""
+    monkeypatch.setenv("RACCORD_ADMIN_PORT", "0")
+    planned: list[str] = []
+    real = plug_sftp.client_plan
+
+    def counted(conn: ConnectionConfig, creds: CredentialSet) -> plug_sftp.ClientPlan:
+        planned.append(conn.name)
+        return real(conn, creds)
+
+    monkeypatch.setattr(plug_sftp, "client_plan", counted)
+    daemon = Daemon(make_sandbox(tmp_path), install_signals=False)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await _serving(daemon)
+        assert daemon.context is not None
+        sheets = [c.name for c in daemon.context.config.connections if c.protocol is Protocol.SFTP]
+        assert sheets
+        assert sorted(planned) == sorted(sheets)
+        assert await daemon.reload()
+        assert sorted(planned) == sorted(sheets * 2)
     finally:
         daemon.request_stop()
         assert await asyncio.wait_for(task, 10) == 0
