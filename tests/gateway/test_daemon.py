@@ -95,46 +95,27 @@ async def test_admin_endpoints_and_clean_stop(
     assert await asyncio.wait_for(task, 10) == 0
 
 
-async def test_certificates_are_loaded_once_per_start_and_once_per_reload(
+async def test_material_is_loaded_and_sftp_planned_once_per_start_and_once_per_reload(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The configuration's check loads every certificate, key and CRL; the daemon serves with
-    what it loaded instead of parsing it all again."""
+    """The configuration's check loads every certificate, key and CRL, and plans SFTP (key
+    and passphrase files read, one key per account); the daemon and its SFTP service then run
+    with what was loaded and planned instead of reading it all again."""
     monkeypatch.setenv("RACCORD_ADMIN_PORT", "0")
     calls: list[str] = []
-    real = credentials._load_revocations  # once per loading, whoever imported the loader
+    real_load = credentials._load_revocations  # once per loading, whoever imported the loader
+    real_plan = plug_sftp.client_plan
 
-    def counted(paths: Sequence[Path], errors: list[ConfigError]) -> Any:
+    def loaded(paths: Sequence[Path], errors: list[ConfigError]) -> Any:
         calls.append("load")
-        return real(paths, errors)
+        return real_load(paths, errors)
 
-    monkeypatch.setattr(credentials, "_load_revocations", counted)
-    daemon = Daemon(make_sandbox(tmp_path), install_signals=False)
-    task = asyncio.create_task(daemon.run())
-    try:
-        await _admin_port(daemon)
-        assert calls == ["load"]
-        assert await daemon.reload()
-        assert calls == ["load", "load"]
-    finally:
-        daemon.request_stop()
-        assert await asyncio.wait_for(task, 10) == 0
+    def planned(conn: ConnectionConfig, creds: CredentialSet) -> plug_sftp.ClientPlan:
+        calls.append(conn.name)
+        return real_plan(conn, creds)
 
-
-async def test_sftp_sheets_are_planned_once_per_start_and_once_per_reload(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The configuration's check plans SFTP (key and passphrase files read, one key per
-    account); the SFTP service then starts with those plans instead of reading it all again."""
-    monkeypatch.setenv("RACCORD_ADMIN_PORT", "0")
-    planned: list[str] = []
-    real = plug_sftp.client_plan
-
-    def counted(conn: ConnectionConfig, creds: CredentialSet) -> plug_sftp.ClientPlan:
-        planned.append(conn.name)
-        return real(conn, creds)
-
-    monkeypatch.setattr(plug_sftp, "client_plan", counted)
+    monkeypatch.setattr(credentials, "_load_revocations", loaded)
+    monkeypatch.setattr(plug_sftp, "client_plan", planned)
     daemon = Daemon(make_sandbox(tmp_path), install_signals=False)
     task = asyncio.create_task(daemon.run())
     try:
@@ -142,9 +123,9 @@ async def test_sftp_sheets_are_planned_once_per_start_and_once_per_reload(
         assert daemon.context is not None
         sheets = [c.name for c in daemon.context.config.connections if c.protocol is Protocol.SFTP]
         assert sheets
-        assert sorted(planned) == sorted(sheets)
+        assert sorted(calls) == sorted(["load", *sheets])
         assert await daemon.reload()
-        assert sorted(planned) == sorted(sheets * 2)
+        assert sorted(calls) == sorted(["load", *sheets] * 2)
     finally:
         daemon.request_stop()
         assert await asyncio.wait_for(task, 10) == 0
