@@ -98,6 +98,18 @@ class Revocations:
             known = self._signed[key] = _signed_by(loaded.crl, issuer)
         return known
 
+    def next_updates(self) -> dict[str, dt.datetime | None]:
+        """When each CRL file (by config field) is due for renewal: the earliest `nextUpdate`
+        of the CRLs it holds, None when none of them says."""
+        due: dict[str, dt.datetime | None] = {}
+        for loaded in (c for crls in self._by_issuer.values() for c in crls):
+            when, known = loaded.crl.next_update_utc, due.get(loaded.source)
+            if loaded.source not in due or known is None:
+                due[loaded.source] = when
+            elif when is not None:
+                due[loaded.source] = min(known, when)
+        return due
+
     def check(
         self, path: Sequence[x509.Certificate], *, now: dt.datetime, connection: str | None
     ) -> list[str]:

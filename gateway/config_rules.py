@@ -16,7 +16,7 @@ from gateway.interfaces import Catalogue, builtin_catalogue, spec_from_mapping
 from gateway.model import Circuit, ConnectionStatus, Direction, Protocol
 
 if TYPE_CHECKING:
-    from gateway.credentials import ConnectionCredentials
+    from gateway.credentials import LoadedCredentials
 
 Positions = Sequence[int] | None
 
@@ -285,7 +285,7 @@ def _material(config: Config) -> list[ConfigError]:
 
 def check_material(
     config: Config, *, now: dt.datetime
-) -> tuple[dict[str, ConnectionCredentials], list[ConfigError]]:
+) -> tuple[LoadedCredentials, list[ConfigError]]:
     """Certificates, keys and CRLs, then the SFTP key rules that need them (one key, one
     account): the credentials loaded, for a caller that serves with them (one parse of
     every file per start or reload), and every problem found."""

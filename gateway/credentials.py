@@ -94,6 +94,16 @@ class ConnectionCredentials:
 CredentialSet = Mapping[str, ConnectionCredentials]
 
 
+class LoadedCredentials(dict[str, ConnectionCredentials]):
+    """Every connection's credentials, by name, and when each CRL file is due for renewal
+    (by config field: `gateway.crls[0]`...), so that a CRL going stale is seen while the
+    daemon runs, not only at the next reload."""
+
+    def __init__(self, crl_next_updates: Mapping[str, dt.datetime | None] | None = None) -> None:
+        super().__init__()
+        self.crl_next_updates: Mapping[str, dt.datetime | None] = dict(crl_next_updates or {})
+
+
 class _Collector:
     """Accumulates ConfigErrors and warnings for one connection."""
 
@@ -270,11 +280,11 @@ def _sharing(config: Config, creds: Mapping[str, ConnectionCredentials]) -> Iter
 
 def load_credentials(
     config: Config, *, now: dt.datetime
-) -> tuple[dict[str, ConnectionCredentials], list[ConfigError]]:
+) -> tuple[LoadedCredentials, list[ConfigError]]:
     """Every connection's credentials, and every problem found while loading them."""
-    creds: dict[str, ConnectionCredentials] = {}
     errors: list[ConfigError] = []
     revocations = _load_revocations(config.gateway.crls, errors)
+    creds = LoadedCredentials(revocations.next_updates())
     for index, conn in enumerate(config.connections):
         out = _Collector(f"connections[{index}]", revocations)
         creds[conn.name] = _connection(config, conn, now, out)

@@ -21,7 +21,7 @@ from gateway.config import Config
 from gateway.config_load import ConfigErrors, load
 from gateway.config_rules import catalogue_for, check_material
 from gateway.connections import synchronise
-from gateway.credentials import CredentialSet, credential_warnings
+from gateway.credentials import LoadedCredentials, credential_warnings
 from gateway.endpoints import admin_extensions, endpoint_factories
 from gateway.housekeeping import Housekeeping
 from gateway.inbox import StoreInbox
@@ -74,7 +74,7 @@ class Daemon:
         """The running context (tests and admin routes read it)."""
         return self._context
 
-    def _load(self) -> tuple[Config, CredentialSet, FileState]:
+    def _load(self) -> tuple[Config, LoadedCredentials, FileState]:
         """Blocking: the configuration and the credentials its check loaded, each file parsed
         once (`load` would check the material, then the context load it all again), and the
         state of the CRL files, looked at before they are read (a change after is seen)."""
@@ -86,7 +86,7 @@ class Daemon:
         return config, credentials, crls
 
     async def _build_context(
-        self, config: Config, credentials: CredentialSet, store: Store
+        self, config: Config, credentials: LoadedCredentials, store: Store
     ) -> GatewayContext:
         for warning in credential_warnings(credentials):
             log.warning("certificate_warning", detail=warning)
@@ -119,6 +119,7 @@ class Daemon:
             router=router,
             wakeups=self._wakeups,
             clock=self._clock,
+            crl_next_updates=credentials.crl_next_updates,
         )
 
     async def _start_services(self, context: GatewayContext) -> None:

@@ -1,5 +1,6 @@
-"""Periodic duties of the daemon: certificate expiry gauges and warnings, outbox gauges, and
-connection statuses an operator recorded with the CLI while the daemon runs."""
+"""Periodic duties of the daemon: certificate expiry and CRL due-date gauges and warnings,
+outbox gauges, and connection statuses an operator recorded with the CLI while the daemon
+runs."""
 
 from __future__ import annotations
 
@@ -65,6 +66,7 @@ class Housekeeping:
                             not_after=not_after.isoformat(),
                             days_left=(not_after - now).days,
                         )
+        self._crls(now)
         store = self._context.store
         registry = self._context.registry
         statuses = {v.config.name: await store.connection_status(v.config.name) for v in registry}
@@ -77,3 +79,21 @@ class Housekeeping:
             pending, oldest = stats.get(view.config.name, (0, 0.0))
             metrics.OUTBOX_PENDING.labels(view.config.name).set(pending)
             metrics.OUTBOX_OLDEST_AGE.labels(view.config.name).set(oldest)
+
+    def _crls(self, now: dt.datetime) -> None:
+        """Each CRL's due date as a gauge; one whose date has passed is warned about daily:
+        revocations since then are unknown until the PKI's tooling fetches a new list."""
+        metrics.CRL_NEXT_UPDATE.clear()  # a CRL dropped by a reload leaves no series behind
+        for source, due in self._context.crl_next_updates.items():
+            if due is None:
+                continue
+            metrics.CRL_NEXT_UPDATE.labels(source).set(due.timestamp())
+            key = (source, "crl", now.date())
+            if now > due and key not in self._warned:
+                self._warned.add(key)
+                log.warning(
+                    "crl_stale",
+                    crl=source,
+                    next_update=due.isoformat(),
+                    days_late=(now - due).days,
+                )

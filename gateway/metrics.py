@@ -92,6 +92,12 @@ CERT_EXPIRY = Gauge(
     ["connection", "role"],
     registry=REGISTRY,
 )
+CRL_NEXT_UPDATE = Gauge(
+    "raccord_crl_next_update_timestamp_seconds",
+    "When each configured CRL file is due for renewal (its earliest nextUpdate), Unix time",
+    ["crl"],  # the config field (gateway.crls[0]...): bounded by the configuration
+    registry=REGISTRY,
+)
 CONNECTION_STATUS = Gauge(
     "raccord_connection_status",
     "1 for the current lifecycle status of each connection, 0 for the others",

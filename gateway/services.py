@@ -8,8 +8,8 @@ they are ready, and stops them on SIGTERM or before a reload.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from aiohttp import web
@@ -54,6 +54,8 @@ class GatewayContext:
     router: Router
     wakeups: Wakeups
     clock: Callable[[], dt.datetime]
+    # when each CRL file (by config field) is due for renewal; None when it does not say
+    crl_next_updates: Mapping[str, dt.datetime | None] = field(default_factory=dict)
 
 
 EndpointFactory = Callable[[GatewayContext], Sequence[Service]]

@@ -29,12 +29,15 @@ def make_sandbox(root: Path) -> Path:
     return target
 
 
-def sandbox_crl(config: Path, *revoked: str) -> bytes:
+def sandbox_crl(
+    config: Path, *revoked: str, next_update: dt.timedelta = dt.timedelta(days=7)
+) -> bytes:
     """A DER CRL of the sandbox CA of `config` (made by `make_sandbox`) listing the sandbox
-    certificates named `revoked` (`b2g-qual-as2`, `aife-qual-sftp`...)."""
+    certificates named `revoked` (`b2g-qual-as2`, `aife-qual-sftp`...), due for renewal
+    `next_update` from now (negative: already stale)."""
     certs = config.parent.parent.parent / "certs" / "sandbox"
     key = serialization.load_pem_private_key((certs / "ca.key").read_bytes(), None)
     assert isinstance(key, PrivateKey)
     ca = x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes())
     listed = [x509.load_pem_x509_certificate((certs / f"{n}.pem").read_bytes()) for n in revoked]
-    return crl(ca, key, listed).public_bytes(serialization.Encoding.DER)
+    return crl(ca, key, listed, next_update=next_update).public_bytes(serialization.Encoding.DER)

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import aiohttp
 import pytest
+from cryptography import x509
 
 from gateway import credentials, metrics, plug_sftp, start_retry
 from gateway.config import ConnectionConfig
@@ -422,3 +423,33 @@ async def test_certificate_close_to_expiry_raises_a_warning_event(
     expiring = [e for e in events if e["event"] == "certificate_expiring"]
     assert {e["connection"] for e in expiring} >= {"b2g-qual-as2", "g2b-prod-as2"}
     assert all(0 <= e["days_left"] <= 30 for e in expiring)
+
+
+async def test_a_stale_crl_is_a_gauge_and_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CRL past its nextUpdate still counts, but revocations since then are unknown:
+    housekeeping exposes each CRL's due date and warns (once a day) about one that passed."""
+    monkeypatch.setenv("RACCORD_ADMIN_PORT", "0")
+    config = make_sandbox(tmp_path)
+    stale = sandbox_crl(config, next_update=-dt.timedelta(days=1))  # issued 2 days ago
+    (config.parent.parent.parent / "certs" / "sandbox" / "ca.crl").write_bytes(stale)
+    _with_crl(config)
+    due = x509.load_der_x509_crl(stale).next_update_utc
+    assert due is not None
+    daemon = Daemon(config, install_signals=False)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await _serving(daemon)
+        assert daemon.admin is not None
+        _, text = await _get(daemon.admin.bound_port or 0, "/metrics")
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 10) == 0
+    series = 'raccord_crl_next_update_timestamp_seconds{crl="gateway.crls[0]"} '
+    [value] = [line.removeprefix(series) for line in text.splitlines() if line.startswith(series)]
+    assert float(value) == due.timestamp()
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    [warned] = [e for e in events if e["event"] == "crl_stale"]
+    assert warned["crl"] == "gateway.crls[0]"
+    assert warned["days_late"] == 1

@@ -221,3 +221,20 @@ def test_a_crl_signature_is_checked_once_however_many_certificates_it_covers(
     with pytest.raises(CertificateRevoked, match="leaf3"):
         revocations.check([leaves[3].cert, ca.issuer, ca.root], now=now(), connection="c")
     assert calls == [ca.issuer.subject.rfc4514_string()]  # the root is named by no CRL
+
+
+def test_each_crl_file_is_due_when_the_earliest_list_it_holds_is(
+    tmp_path: Path, ca: TestCA, aife: Issued, write_config: WriteConfig
+) -> None:
+    """The due dates the daemon turns into `raccord_crl_next_update_timestamp_seconds`."""
+    soon = crl(ca.issuer, ca.issuer_key, [], next_update=dt.timedelta(days=2))
+    later = crl(ca.issuer, ca.issuer_key, [], next_update=dt.timedelta(days=9))
+    first = write_crl(tmp_path / "two.crl", later, soon)
+    second = write_crl(tmp_path / "one.crl", later)
+    data = two_connections(tmp_path, ca, aife, a=ca.issue("a"), crls=[first, second])
+    creds, errors = load_credentials(load(write_config(data)), now=now())
+    assert errors == []
+    due = creds.crl_next_updates
+    assert set(due) == {"gateway.crls[0]", "gateway.crls[1]"}
+    assert due["gateway.crls[0]"] == soon.next_update_utc
+    assert due["gateway.crls[1]"] == later.next_update_utc
