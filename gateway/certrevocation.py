@@ -1,14 +1,14 @@
 """Certificate revocation from CRL files: a revoked certificate stops its connection's traffic.
 
 Chorus Pro's and the PA's CAs publish CRLs; operators fetch them (cron, their PKI tooling) into
-the files named by `gateway.crls` and send SIGHUP. Each file is PEM (one or more `X509 CRL`
-blocks) or DER, at most 5 MB. A CRL counts only when it is signed by the key of the
-certificate that issued the one being checked. A CRL naming that issuer but signed by another
-key is left aside (a CA renewed under the same name publishes one per key); when no CRL of
-that name is signed by the issuer's key, the configuration is refused (forged, or the wrong
-file). CRLs apply to every certificate of the verified path but the trust anchor. A CRL past
-its `nextUpdate` is still applied, with a warning: an entry it lists is not less revoked for
-being old, but a newer CRL may list more.
+the files named by `gateway.crls`, which the daemon reloads when they change (or on SIGHUP).
+Each file is PEM (one or more `X509 CRL` blocks) or DER, at most 5 MB. A CRL counts only when
+it is signed by the key of the certificate that issued the one being checked. A CRL naming
+that issuer but signed by another key is left aside (a CA renewed under the same name
+publishes one per key); when no CRL of that name is signed by the issuer's key, the
+configuration is refused (forged, or the wrong file). CRLs apply to every certificate of the
+verified path but the trust anchor. A CRL past its `nextUpdate` is still applied, with a
+warning: an entry it lists is not less revoked for being old, but a newer CRL may list more.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class Revocations:
     """
 
     def __init__(self, crls: Sequence[LoadedCrl] = ()) -> None:
+        self._crls = tuple(crls)
         self._by_issuer: dict[x509.Name, list[LoadedCrl]] = {}
         for loaded in crls:
             self._by_issuer.setdefault(loaded.crl.issuer, []).append(loaded)
@@ -101,14 +102,12 @@ class Revocations:
     def next_updates(self) -> dict[str, dt.datetime | None]:
         """When each CRL file (by config field) is due for renewal: the earliest `nextUpdate`
         of the CRLs it holds, None when none of them says."""
-        due: dict[str, dt.datetime | None] = {}
-        for loaded in (c for crls in self._by_issuer.values() for c in crls):
-            when, known = loaded.crl.next_update_utc, due.get(loaded.source)
-            if loaded.source not in due or known is None:
-                due[loaded.source] = when
-            elif when is not None:
-                due[loaded.source] = min(known, when)
-        return due
+        dates: dict[str, list[dt.datetime]] = {}
+        for loaded in self._crls:
+            found = dates.setdefault(loaded.source, [])
+            if (when := loaded.crl.next_update_utc) is not None:
+                found.append(when)
+        return {source: min(found, default=None) for source, found in dates.items()}
 
     def check(
         self, path: Sequence[x509.Certificate], *, now: dt.datetime, connection: str | None

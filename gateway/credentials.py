@@ -95,13 +95,13 @@ CredentialSet = Mapping[str, ConnectionCredentials]
 
 
 class LoadedCredentials(dict[str, ConnectionCredentials]):
-    """Every connection's credentials, by name, and when each CRL file is due for renewal
-    (by config field: `gateway.crls[0]`...), so that a CRL going stale is seen while the
-    daemon runs, not only at the next reload."""
+    """Every connection's credentials, by name, and the CRLs they were checked against: the
+    SFTP plan checks its accounts against the very same lists (not a second read of the
+    files), and housekeeping watches their due dates while the daemon runs."""
 
-    def __init__(self, crl_next_updates: Mapping[str, dt.datetime | None] | None = None) -> None:
+    def __init__(self, revocations: Revocations | None = None) -> None:
         super().__init__()
-        self.crl_next_updates: Mapping[str, dt.datetime | None] = dict(crl_next_updates or {})
+        self.revocations = revocations if revocations is not None else Revocations()
 
 
 class _Collector:
@@ -284,7 +284,7 @@ def load_credentials(
     """Every connection's credentials, and every problem found while loading them."""
     errors: list[ConfigError] = []
     revocations = _load_revocations(config.gateway.crls, errors)
-    creds = LoadedCredentials(revocations.next_updates())
+    creds = LoadedCredentials(revocations)
     for index, conn in enumerate(config.connections):
         out = _Collector(f"connections[{index}]", revocations)
         creds[conn.name] = _connection(config, conn, now, out)

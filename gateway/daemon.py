@@ -119,7 +119,6 @@ class Daemon:
             router=router,
             wakeups=self._wakeups,
             clock=self._clock,
-            crl_next_updates=credentials.crl_next_updates,
         )
 
     async def _start_services(self, context: GatewayContext) -> None:

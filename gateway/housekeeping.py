@@ -84,7 +84,7 @@ class Housekeeping:
         """Each CRL's due date as a gauge; one whose date has passed is warned about daily:
         revocations since then are unknown until the PKI's tooling fetches a new list."""
         metrics.CRL_NEXT_UPDATE.clear()  # a CRL dropped by a reload leaves no series behind
-        for source, due in self._context.crl_next_updates.items():
+        for source, due in self._context.credentials.revocations.next_updates().items():
             if due is None:
                 continue
             metrics.CRL_NEXT_UPDATE.labels(source).set(due.timestamp())

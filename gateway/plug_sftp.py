@@ -22,7 +22,7 @@ from aiohttp import web
 from gateway import metrics
 from gateway.config import Config, ConnectionConfig
 from gateway.connections import ConnectionRegistry
-from gateway.credentials import CredentialSet
+from gateway.credentials import CredentialSet, LoadedCredentials
 from gateway.errors import ConfigError, ConnectionStateError, StoreError
 from gateway.logging import get_logger
 from gateway.model import Direction, MessageState, Protocol
@@ -307,14 +307,14 @@ class Plans:
 @dataclass(frozen=True, slots=True)
 class _Planned:
     config: Config
-    creds: CredentialSet
+    creds: LoadedCredentials
     plans: Plans
 
 
 _last: _Planned | None = None  # the plans of the last (config, credentials) planned
 
 
-def plan_all(config: Config, creds: CredentialSet) -> Plans:
+def plan_all(config: Config, creds: LoadedCredentials) -> Plans:
     """Blocking (key files, certificate keys): the daemon runs it in the offload pool.
 
     A start or reload plans twice with the very same objects: the configuration's check, then
@@ -333,7 +333,7 @@ def plan_all(config: Config, creds: CredentialSet) -> Plans:
     return plans
 
 
-def config_problems(config: Config, creds: CredentialSet) -> list[ConfigError]:
+def config_problems(config: Config, creds: LoadedCredentials) -> list[ConfigError]:
     """The SFTP rules for `check_rules`: key files readable, one key per account or connection."""
     errors = []
     for problem in plan_all(config, creds).problems:

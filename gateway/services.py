@@ -8,15 +8,15 @@ they are ready, and stops them on SIGTERM or before a reload.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from aiohttp import web
 
 from gateway.config import Config
 from gateway.connections import ConnectionRegistry
-from gateway.credentials import CredentialSet
+from gateway.credentials import LoadedCredentials
 from gateway.inbox import Inbox
 from gateway.interfaces import Catalogue
 from gateway.router import Router
@@ -47,15 +47,13 @@ class GatewayContext:
     config: Config
     registry: ConnectionRegistry
     catalogue: Catalogue
-    credentials: CredentialSet
+    credentials: LoadedCredentials  # with the CRLs they were checked against
     store: Store
     inbox: Inbox  # the store-level inbox (durable accept, duplicates)
     inbox_port: InboxPort  # what protocol endpoints get: traffic, subscription and routing rules
     router: Router
     wakeups: Wakeups
     clock: Callable[[], dt.datetime]
-    # when each CRL file (by config field) is due for renewal; None when it does not say
-    crl_next_updates: Mapping[str, dt.datetime | None] = field(default_factory=dict)
 
 
 EndpointFactory = Callable[[GatewayContext], Sequence[Service]]

@@ -23,7 +23,7 @@ from pydantic import Field, StringConstraints, model_validator
 
 from gateway.certchain import verify_chain
 from gateway.certload import load_certificates
-from gateway.certrevocation import LoadedCrl, Revocations, load_crls
+from gateway.certrevocation import Revocations
 from gateway.config import (
     AccountName,
     Config,
@@ -50,7 +50,7 @@ from protocols.sftp.ports import Account, Limits, ListenerParams
 from protocols.sftp.x509auth import X509Login, der
 
 if TYPE_CHECKING:
-    from gateway.credentials import CredentialSet
+    from gateway.credentials import CredentialSet, LoadedCredentials
 
 ENCRYPTION_PREFERENCE = (
     "aes128-gcm@openssh.com",
@@ -268,18 +268,6 @@ def _account_anchors(account: SftpAccountConfig, config: Config) -> list[x509.Ce
     return anchors
 
 
-def _revocations(config: Config) -> Revocations | None:
-    """The CRLs of `gateway.crls`, read once per plan, or None when none is configured
-    (unusable files are reported by the credentials check, under their field)."""
-    if not config.gateway.crls:
-        return None
-    crls: list[LoadedCrl] = []
-    for index, path in enumerate(config.gateway.crls):
-        with contextlib.suppress(CertificateError):
-            crls.extend(load_crls(str(path), source=f"gateway.crls[{index}]"))
-    return Revocations(crls)
-
-
 def _revocation(
     cert: x509.Certificate | None,
     anchors: Sequence[x509.Certificate],
@@ -375,7 +363,9 @@ def _block_draft(
     return _Draft(where, built, server.listen.host, server.listen.port, server.host_key)
 
 
-def _drafts(config: Config, creds: CredentialSet, data_dir: Path) -> tuple[list[_Draft], list[str]]:
+def _drafts(
+    config: Config, creds: LoadedCredentials, data_dir: Path
+) -> tuple[list[_Draft], list[str]]:
     drafts: list[_Draft] = []
     problems: list[str] = []
     for index, conn in enumerate(config.connections):
@@ -390,7 +380,8 @@ def _drafts(config: Config, creds: CredentialSet, data_dir: Path) -> tuple[list[
             drafts.append(draft)
     server = server_block(config)
     accounts = server.accounts if server is not None else ()
-    revocations = _revocations(config) if accounts else None
+    # the CRLs the credentials were checked against (none configured: nothing to look up)
+    revocations = creds.revocations if config.gateway.crls else None
     for index, account in enumerate(accounts):
         try:
             draft = _block_draft(index, account, server, config, revocations)  # type: ignore[arg-type]
@@ -461,7 +452,7 @@ def _collect_map(server: SftpServerConfig | None) -> dict[str, tuple[str, ...]]:
 
 
 def plan_listeners(
-    config: Config, creds: CredentialSet, *, client_keys: Mapping[str, bytes] | None = None
+    config: Config, creds: LoadedCredentials, *, client_keys: Mapping[str, bytes] | None = None
 ) -> tuple[list[ListenerPlan], list[str]]:
     """Every listener the configuration asks for, and every problem found on the way."""
     data_dir = config.gateway.data_dir

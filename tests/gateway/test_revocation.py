@@ -234,7 +234,7 @@ def test_each_crl_file_is_due_when_the_earliest_list_it_holds_is(
     data = two_connections(tmp_path, ca, aife, a=ca.issue("a"), crls=[first, second])
     creds, errors = load_credentials(load(write_config(data)), now=now())
     assert errors == []
-    due = creds.crl_next_updates
+    due = creds.revocations.next_updates()
     assert set(due) == {"gateway.crls[0]", "gateway.crls[1]"}
     assert due["gateway.crls[0]"] == soon.next_update_utc
     assert due["gateway.crls[1]"] == later.next_update_utc

@@ -14,7 +14,7 @@ import pytest
 from gateway.config import Config
 from gateway.config_rules import catalogue_for
 from gateway.connections import ConnectionRegistry
-from gateway.credentials import ConnectionCredentials
+from gateway.credentials import ConnectionCredentials, LoadedCredentials
 from gateway.inbox import StoreInbox
 from gateway.intake import GatewayInbox
 from gateway.interfaces import Catalogue
@@ -110,7 +110,7 @@ class World:
             config=self.config,
             registry=self.registry,
             catalogue=self.catalogue,
-            credentials={},
+            credentials=LoadedCredentials(),
             store=self.store,
             inbox=StoreInbox(self.store, known_codes=self.catalogue),
             inbox_port=self.port,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import Config
-from gateway.credentials import CredentialSet
+from gateway.credentials import LoadedCredentials
 from protocols.sftp.server import SftpListener
 from tests.sandbox import make_sandbox
 from tests.sftp.harness import (
@@ -37,13 +37,13 @@ def accounts(tmp_path_factory: pytest.TempPathFactory) -> Accounts:
 
 
 @pytest.fixture(scope="session")
-def sandbox_loaded(sandbox: Path) -> tuple[Config, CredentialSet]:
+def sandbox_loaded(sandbox: Path) -> tuple[Config, LoadedCredentials]:
     return loaded(sandbox)
 
 
 @pytest.fixture
 async def env(
-    sandbox: Path, sandbox_loaded: tuple[Config, CredentialSet], tmp_path: Path
+    sandbox: Path, sandbox_loaded: tuple[Config, LoadedCredentials], tmp_path: Path
 ) -> AsyncIterator[GatewayEnv]:
     built = await gateway_env(sandbox, tmp_path / "data", preloaded=sandbox_loaded)
     yield built

@@ -25,7 +25,7 @@ from gateway.config import Config
 from gateway.config_load import load
 from gateway.config_rules import catalogue_for
 from gateway.connections import ConnectionRegistry, synchronise
-from gateway.credentials import CredentialSet, load_credentials
+from gateway.credentials import LoadedCredentials, load_credentials
 from gateway.inbox import StoreInbox
 from gateway.intake import GatewayInbox
 from gateway.plug_sftp import MetricsObserver, StoreMailbox
@@ -55,7 +55,7 @@ class GatewayEnv:
     config: Config
     store: SQLiteStore
     registry: ConnectionRegistry
-    credentials: CredentialSet
+    credentials: LoadedCredentials
     port: GatewayInbox
     known: frozenset[str]
     router: Router
@@ -91,7 +91,7 @@ def sftp_sheet(data: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def loaded(sandbox: Path) -> tuple[Config, CredentialSet]:
+def loaded(sandbox: Path) -> tuple[Config, LoadedCredentials]:
     """The sandbox configuration and its checked credentials (slow: load once per session)."""
     config = load(sandbox, env={"RACCORD_ADMIN_PORT": "0"})
     credentials, problems = load_credentials(config, now=utcnow())
@@ -100,7 +100,7 @@ def loaded(sandbox: Path) -> tuple[Config, CredentialSet]:
 
 
 async def gateway_env(
-    sandbox: Path, data_dir: Path, *, preloaded: tuple[Config, CredentialSet] | None = None
+    sandbox: Path, data_dir: Path, *, preloaded: tuple[Config, LoadedCredentials] | None = None
 ) -> GatewayEnv:
     """Build what `Daemon._build_context` builds, over a store in `data_dir`."""
     config, credentials = preloaded or loaded(sandbox)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
-from gateway import metrics
+from gateway import certload, metrics
 from gateway.config import Config
 from gateway.config_load import ConfigErrors, load
 from gateway.credentials import load_credentials
@@ -136,6 +136,13 @@ def _block(config: Config, account: dict[str, Any], **extra: Any) -> Config:
     return block.model_copy(update={"sftp": block.sftp.model_copy(update={"accounts": accounts})})
 
 
+def _with_crl(config: Config, ca: TestCA, tmp_path: Path, crl_path: Path) -> Config:
+    """`config` trusting `ca` too, with the CRL at `crl_path`."""
+    anchors = (*config.gateway.trust_anchors, ca.write_root(tmp_path / "ca.pem"))
+    gateway = config.gateway.model_copy(update={"trust_anchors": anchors, "crls": (crl_path,)})
+    return config.model_copy(update={"gateway": gateway})
+
+
 def _partner(tmp_path: Path) -> tuple[Issued, Path]:
     """A partner's certificate file (planning does not verify it: logins do)."""
     issued = TestCA().issue("erp-x509")
@@ -172,15 +179,20 @@ def test_a_block_account_whose_certificate_a_crl_revokes_stays_configured_but_re
     listed = crl(ca.root, ca.root_key, [issued.cert])
     crl_path = tmp_path / "partner.crl"
     crl_path.write_bytes(listed.public_bytes(serialization.Encoding.PEM))
-    loaded = load(sandbox, env=ENV)
-    creds, _ = load_credentials(loaded, now=utcnow())
     account = {"name": "erp", "role": "deposit", "environment": "qual", "certificate": str(cert)}
-    config = _block(loaded, account)
-    gateway = config.gateway.model_copy(
-        update={"trust_anchors": (ca.write_root(tmp_path / "ca.pem"),), "crls": (crl_path,)}
-    )
-    config = config.model_copy(update={"gateway": gateway})
-    plans, problems = plan_listeners(config, creds)
+    config = _with_crl(_block(load(sandbox, env=ENV), account), ca, tmp_path, crl_path)
+    reads: list[str] = []
+    real = certload.read_material
+
+    def counted(path: str) -> bytes:
+        reads.append(path)
+        return real(path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("gateway.certrevocation.read_material", counted)  # what load_crls reads
+        creds, _ = load_credentials(config, now=utcnow())
+        plans, problems = plan_listeners(config, creds)
+    assert reads == [str(crl_path)]  # planning checks against the credentials' CRLs
     assert problems == []
     [built] = [a for p in plans for a in p.params.accounts if a.name == "erp"]
     assert built.x509 is not None
