@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from gateway.offload import run_blocking
 from gateway.store import ConflictingRepeat, Disposition, Receipt, StoreError, Submission
 from gateway.store import queries as q
+from gateway.store.ledger_accept import NewMessage
+from gateway.store.writer import Grouped
 
 if TYPE_CHECKING:
     import sqlite3
@@ -76,9 +78,16 @@ class Settlement:
                 disposition=disposition,
             )
 
+        # Placed bytes make a new message unless they repeat one: written with its neighbours.
+        group = None
+        if self._placed:
+            item = NewMessage(sub, spooled.sha256, spooled.size, disposition)
+            group = Grouped(self._ledger.accept_many, item)
         loop = self._recorded.get_loop()
         try:
-            self._writer.commit_here(record, loop=loop, future=self._recorded, settle=self._settle)
+            self._writer.commit_here(
+                record, loop=loop, future=self._recorded, settle=self._settle, group=group
+            )
         except BaseException as exc:  # noqa: BLE001 - nothing was queued (store closed)
             try:
                 self._settle(None, exc)

@@ -6,6 +6,11 @@ commits once (one fsync of the WAL), then resolves every caller with one wake-up
 loop. Under load, requests pile up while a commit is in flight, so the next transaction carries
 them all: that is how concurrent producers share an fsync instead of queueing behind one each.
 
+Requests of one kind that sit next to each other in a batch (new messages, mostly) can also
+share their statements (`Grouped`): one multi-row INSERT per table for all of them instead of
+one per request and table. Each statement lets go of the GIL and must win it back, and under
+load that wait, not SQLite, is most of a commit's time.
+
 A worker thread that has a record ready (`commit_here`) commits it itself when no commit is in
 progress, with whatever else is queued: a lone producer then pays no hand-over to this thread
 and back. Either way one lock admits one committer at a time to the connection.
@@ -18,7 +23,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +41,27 @@ Settle = Callable[[Any, BaseException | None], Any]
 MAX_BATCH = 256
 
 
+@dataclass(frozen=True, slots=True)
+class Grouped:
+    """How a request can be written together with its neighbours of the same `kind`.
+
+    `kind(conn, items)` writes every item at once and returns one value per item, each the
+    value that request's own function would have returned. Should it raise, the batch runs
+    again with each request's own function, in its own savepoint, so a grouped write never
+    decides anything a request alone would not have.
+    """
+
+    kind: Callable[[sqlite3.Connection, Sequence[Any]], Sequence[Any]]
+    item: Any
+
+
 @dataclass(slots=True)
 class _Request:
     fn: WriteFn
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     settle: Settle | None = None
+    group: Grouped | None = None
 
     @property
     def wanted(self) -> bool:
@@ -76,6 +96,22 @@ def _deliver(outcomes: list[_Outcome]) -> None:
             future.set_result(outcome.value)
         else:
             future.set_exception(outcome.error)
+
+
+def _runs(batch: list[_Request]) -> Iterator[list[_Request]]:
+    """The batch in order, neighbours grouped by the same kind put together."""
+    run: list[_Request] = []
+    for request in batch:
+        if run and not _same_kind(run[-1], request):
+            yield run
+            run = []
+        run.append(request)
+    if run:
+        yield run
+
+
+def _same_kind(a: _Request, b: _Request) -> bool:
+    return a.group is not None and b.group is not None and a.group.kind == b.group.kind
 
 
 class Writer:
@@ -114,6 +150,7 @@ class Writer:
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[T],
         settle: Settle | None = None,
+        group: Grouped | None = None,
     ) -> None:
         """Thread-safe `submit` without the await: `future` is resolved in `loop`.
 
@@ -123,7 +160,7 @@ class Writer:
         with self._lock:
             if self._closed:
                 raise StoreError("the store is closed")
-            self._queue.put(_Request(fn, loop, future, settle))
+            self._queue.put(_Request(fn, loop, future, settle, group))
 
     def commit_here(
         self,
@@ -132,21 +169,23 @@ class Writer:
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[T],
         settle: Settle | None = None,
+        group: Grouped | None = None,
     ) -> None:
         """Blocking, from a worker thread: `enqueue`, but committed in the calling thread (with
         whatever is queued) when no commit is in progress; `future` is resolved in `loop`."""
+        request = _Request(fn, loop, future, settle, group)
         with self._lock:
             if self._closed:
                 raise StoreError("the store is closed")
             leading = self._committing.acquire(blocking=False)
             if not leading:  # a commit is running: the writer thread takes it next
-                self._queue.put(_Request(fn, loop, future, settle))
+                self._queue.put(request)
                 return
         try:
             conn = self._conn
             if conn is None:  # the thread ended before we could lead
                 raise StoreError("the store is closed")
-            batch, stop = self._drain([_Request(fn, loop, future, settle)])
+            batch, stop = self._drain([request])
             if stop:  # close() came meanwhile: the writer thread still has to see it
                 self._queue.put(_Stop())
             live = [r for r in batch if r.wanted]
@@ -214,10 +253,11 @@ class Writer:
     def _commit(self, conn: sqlite3.Connection, batch: list[_Request]) -> list[_Outcome]:
         """One transaction for the batch, committed once; a failed request leaves no trace.
 
-        The batch runs first without savepoints (each costs two statements per request). A
-        request that fails may have written half of its changes, so then the transaction is
-        rolled back and the batch runs again, each request in its own savepoint. Requests are
-        functions of the connection alone, so running one twice is safe.
+        The batch runs first without savepoints (each costs two statements per request), its
+        neighbours of one kind grouped. A request (or a group) that fails may have written half
+        of its changes, so then the transaction is rolled back and the batch runs again, each
+        request alone in its own savepoint. Requests are functions of the connection alone, so
+        running one twice is safe.
         """
         started = time.perf_counter()
         try:
@@ -239,7 +279,15 @@ class Writer:
         """Run `batch` in one transaction; None when a request failed without a savepoint
         to undo it and others share the transaction (rolled back, to run again)."""
         conn.execute("BEGIN IMMEDIATE")
-        outcomes = [self._run_one(conn, request, savepoint=savepoints) for request in batch]
+        if savepoints:
+            outcomes = [self._run_one(conn, request, savepoint=True) for request in batch]
+        else:
+            outcomes = []
+            for run in _runs(batch):
+                if len(run) == 1:
+                    outcomes.append(self._run_one(conn, run[0], savepoint=False))
+                else:
+                    outcomes += self._run_group(conn, run)
         if not savepoints and any(outcome.error is not None for outcome in outcomes):
             conn.execute("ROLLBACK")
             return outcomes if len(batch) == 1 else None  # alone, its failure is its outcome
@@ -261,6 +309,19 @@ class Writer:
         if savepoint:
             conn.execute("RELEASE request")
         return _Outcome(request, value=value)
+
+    @staticmethod
+    def _run_group(conn: sqlite3.Connection, run: list[_Request]) -> list[_Outcome]:
+        """Neighbours of one kind written together; a failure is every one's (run again)."""
+        group = run[0].group
+        assert group is not None
+        try:
+            values = group.kind(conn, [request.group.item for request in run if request.group])
+            if len(values) != len(run):
+                raise StoreError(f"a grouped write returned {len(values)} values for {len(run)}")
+        except Exception as exc:  # noqa: BLE001 - the batch runs again, each request alone
+            return [_Outcome(request, error=_as_store_error(exc)) for request in run]
+        return [_Outcome(request, value=value) for request, value in zip(run, values, strict=True)]
 
     @staticmethod
     def _resolve(outcomes: list[_Outcome]) -> None:

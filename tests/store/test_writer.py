@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from gateway.store import StoreError
-from gateway.store.writer import Writer
+from gateway.store.writer import Grouped, Writer
 
 WRITER_THREAD = "raccord-store-writer"
 
@@ -221,3 +221,63 @@ async def test_a_batch_runs_without_savepoints_until_a_request_fails(
     assert runs == ["c", "d", "c", "d"]  # rolled back, then each in its savepoint
     assert [s for s in traced if s.startswith("SAVEPOINT")] == ["SAVEPOINT request"] * 3
     assert set(_committed(tmp_path / "db.sqlite")) == {"blocker", "a", "b", "c", "d"}
+
+
+async def test_neighbours_of_one_kind_are_written_together_and_each_gets_its_value(
+    writer: Writer, tmp_path: Path
+) -> None:
+    """Grouped requests next to each other share one call of their kind; another request
+    between them splits the group, and a group of one runs the request's own function."""
+    calls: list[list[str]] = []
+
+    def many(conn: sqlite3.Connection, items: Sequence[str]) -> list[str]:
+        calls.append(list(items))
+        conn.executemany("INSERT INTO rows (v, thread) VALUES (?, 'group')", [(i,) for i in items])
+        return [f"{item} together" for item in items]
+
+    gate, blocker = await _busy(writer)
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[str]] = []
+    for value, grouped in [("a", True), ("b", True), ("c", False), ("d", True), ("e", True)]:
+        futures.append(loop.create_future())
+        group = Grouped(many, value) if grouped else None
+        writer.enqueue(_insert(value), loop=loop, future=futures[-1], group=group)
+    gate.set()
+    await blocker
+    values = await asyncio.gather(*futures)
+    assert calls == [["a", "b"], ["d", "e"]]
+    assert values == ["a together", "b together", WRITER_THREAD, "d together", "e together"]
+    lone: asyncio.Future[str] = loop.create_future()
+    writer.enqueue(_insert("f"), loop=loop, future=lone, group=Grouped(many, "f"))
+    assert await lone == WRITER_THREAD
+    assert calls == [["a", "b"], ["d", "e"]]
+    committed = _committed(tmp_path / "db.sqlite")
+    assert committed == {"blocker": WRITER_THREAD, "a": "group", "b": "group", "c": WRITER_THREAD,
+                         "d": "group", "e": "group", "f": WRITER_THREAD}  # fmt: skip
+
+
+async def test_a_group_that_fails_runs_again_each_request_alone(
+    writer: Writer, tmp_path: Path
+) -> None:
+    """A repeat among them (say): what the group wrote is undone, and each request's own
+    function decides for it, in its own savepoint."""
+
+    def refused(conn: sqlite3.Connection, items: Sequence[str]) -> list[str]:
+        conn.execute("INSERT INTO rows (v, thread) VALUES ('half', 'group')")
+        raise sqlite3.IntegrityError("UNIQUE constraint failed")
+
+    def broken(conn: sqlite3.Connection) -> str:
+        raise ValueError("refused alone too")
+
+    gate, blocker = await _busy(writer)
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[str]] = []
+    for fn in (_insert("a"), broken, _insert("c")):
+        futures.append(loop.create_future())
+        writer.enqueue(fn, loop=loop, future=futures[-1], group=Grouped(refused, "x"))
+    gate.set()
+    await blocker
+    await asyncio.wait(futures)
+    assert futures[0].result() == futures[2].result() == WRITER_THREAD
+    assert isinstance(futures[1].exception(), ValueError)
+    assert set(_committed(tmp_path / "db.sqlite")) == {"blocker", "a", "c"}
