@@ -16,6 +16,14 @@ directory, and a bucket removed by hand cannot leave a rename synced in the wron
 written with the earlier two levels (`ab/cd/<sha256>`) is moved to this layout the first time
 it opens.
 
+Where the file system allows it (`O_TMPFILE` and `/proc`, probed when the store opens), a temp
+file has no name at all until it is linked into its bucket: nothing is created in `tmp/` and
+removed again, no rename crosses two directories (the kernel serialises those file system
+wide), the link itself refuses to overwrite a payload already there (no look first), and a
+process that dies leaves nothing behind (after a power loss, the file system's recovery, or
+fsck without a journal, frees what was never linked). Elsewhere temps are named files in
+`tmp/`, and the next open removes those a crash left.
+
 Pins close the one race content addressing has: a payload placed for a submission that turned
 out to be a duplicate may be removed only if no row references it and no other in-flight
 submission placed the same bytes.
@@ -42,6 +50,41 @@ _BUCKETS = tuple(f"{n:02x}" for n in range(256))
 _BUCKET_SET = frozenset(_BUCKETS)
 _LAYOUT_MARK = "layout-one-level"  # present once the store is known to hold no `ab/cd/` files
 _TEMP_SUFFIX = ".part"
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_TMPFILE = getattr(os, "O_TMPFILE", 0)  # Linux only
+
+
+def _open_unnamed(directory: str) -> int:
+    """A new file without a name in `directory`'s file system (`O_TMPFILE`)."""
+    return os.open(directory, os.O_WRONLY | _TMPFILE | _CLOEXEC, 0o600)
+
+
+def _link_unnamed(fd: int, name: str, directory: int) -> None:
+    """Give the unnamed file open as `fd` its first name; FileExistsError if it is taken."""
+    os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=directory, follow_symlinks=True)
+
+
+def unnamed_temps_work(directory: Path) -> bool:
+    """Whether temps can be unnamed files in `directory`: one is made, linked, removed."""
+    if not _TMPFILE:
+        return False
+    probe = f".probe-{secrets.token_hex(8)}"
+    try:
+        fd = _open_unnamed(str(directory))
+    except OSError:  # EOPNOTSUPP, EISDIR (kernel or file system without O_TMPFILE)...
+        return False
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+        try:
+            _link_unnamed(fd, probe, dir_fd)
+            os.unlink(probe, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:  # no /proc mounted, or linking refused
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def _size_at(name: str, directory: int) -> int | None:
@@ -53,7 +96,7 @@ def _size_at(name: str, directory: int) -> int | None:
 
 def _fsync_at(name: str, directory: int) -> None:
     """Make a file someone else wrote durable (its bytes may still be only in the page cache)."""
-    fd = os.open(name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0), dir_fd=directory)
+    fd = os.open(name, os.O_RDONLY | _CLOEXEC, dir_fd=directory)
     try:
         os.fsync(fd)
     finally:
@@ -80,7 +123,7 @@ def _mkdir_durable(path: Path) -> None:
 
 def _create_durable(path: Path, data: bytes) -> None:
     """A small file and its name, both on disk when this returns."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _CLOEXEC, 0o600)
     try:
         os.write(fd, data)
         os.fsync(fd)
@@ -103,11 +146,13 @@ class SpoolFile:
 
     A lock orders the writers of one file (flushes, the final seal, an abort): an abort waits
     for a write in progress, and a write that comes after an abort is refused instead of
-    creating the temp file again.
+    creating the temp file again. An `unnamed` temp is made without a name in the directory
+    of `name`, and gets its name only when it is placed (or adopts a file under `name`).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, unnamed: bool = False) -> None:
         self.name = name  # the full path, as a string
+        self.unnamed = unnamed
         self._fd: int | None = None
         self._hash = hashlib.sha256()
         self._lock = threading.Lock()
@@ -118,8 +163,11 @@ class SpoolFile:
         if self._aborted:
             raise StoreError("the payload was abandoned")
         if self._fd is None:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-            self._fd = os.open(self.name, flags, 0o600)
+            if self.unnamed:
+                self._fd = _open_unnamed(os.path.dirname(self.name))
+            else:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC
+                self._fd = os.open(self.name, flags, 0o600)
         return self._fd
 
     def write_all(self, chunks: Sequence[bytes]) -> None:
@@ -164,8 +212,9 @@ class SpoolFile:
         with self._lock:
             if self._fd is not None or self._aborted:
                 raise StoreError("the temp file is already in use")
+            self.unnamed = False
             os.replace(source, self.name)
-            self._fd = os.open(self.name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            self._fd = os.open(self.name, os.O_RDONLY | _CLOEXEC)
             self.size = os.fstat(self._fd).st_size
 
     def seal(self) -> Spooled:
@@ -173,6 +222,26 @@ class SpoolFile:
         with self._lock:
             self._open()
             return Spooled(self.name, self._hash.hexdigest(), self.size)
+
+    def link(self, name: str, directory: int) -> None:
+        """Give an unnamed temp its name `name` in `directory` (FileExistsError if taken)."""
+        with self._lock:
+            if self._fd is None or not self.unnamed:
+                raise StoreError("not an open unnamed temp file")
+            _link_unnamed(self._fd, name, directory)
+
+    def name_it(self) -> None:
+        """Give an unnamed temp its temp name, to be placed like a named temp."""
+        with self._lock:
+            if self._fd is None or not self.unnamed:
+                raise StoreError("not an open unnamed temp file")
+            directory, base = os.path.split(self.name)
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+            try:
+                _link_unnamed(self._fd, base, dir_fd)
+            finally:
+                os.close(dir_fd)
+            self.unnamed = False
 
     def sync_and_close(self) -> None:
         """fsync and close: the bytes (under whatever name they now have) are durable."""
@@ -192,8 +261,9 @@ class SpoolFile:
             if self._fd is not None:
                 fd, self._fd = self._fd, None
                 os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.name)
+            if not self.unnamed:  # an unnamed file is gone with its last descriptor
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.name)
 
 
 class PayloadDir:
@@ -213,6 +283,7 @@ class PayloadDir:
         self._bucket_fds: dict[str, int] = {}  # open buckets, by name
         self._retired: list[int] = []  # descriptors of buckets removed by hand, closed last
         self._closed = False
+        self.unnamed_temps = False  # set by `prepare` when the file system allows them
 
     def prepare(self) -> int:
         """Create the layout and remove temp files a crash left; returns how many."""
@@ -228,6 +299,7 @@ class PayloadDir:
         for leftover in self.tmp.iterdir():
             leftover.unlink(missing_ok=True)
             removed += 1
+        self.unnamed_temps = unnamed_temps_work(self.tmp)
         return removed
 
     def _bucket(self, name: str) -> None:
@@ -246,7 +318,7 @@ class PayloadDir:
         if fd is not None:
             return fd
         self._bucket(name)
-        flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+        flags = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
         fd = os.open(f"{self._base}/{name}", flags)
         with self._lock:
             if self._closed:
@@ -325,7 +397,8 @@ class PayloadDir:
 
     def new_spool(self) -> SpoolFile:
         """A temp file in the same filesystem as its final place (rename stays atomic)."""
-        return SpoolFile(f"{self._temp_prefix}{next(self._temp_count):x}{_TEMP_SUFFIX}")
+        name = f"{self._temp_prefix}{next(self._temp_count):x}{_TEMP_SUFFIX}"
+        return SpoolFile(name, unnamed=self.unnamed_temps)
 
     def place(self, spooled: Spooled, file: SpoolFile) -> None:
         """Move a sealed temp to its final path and pin it; durable when this returns.
@@ -343,20 +416,50 @@ class PayloadDir:
             self._pins[sha256] += 1
         try:
             bucket = self._bucket_fd(sha256[:2])
-            present = _size_at(sha256, bucket)
-            if present is None:
-                bucket = self._rename_into_bucket(spooled.temp, sha256, bucket)
-                file.sync_and_close()
-            elif present == spooled.size:
-                file.abort()
-                _fsync_at(sha256, bucket)
+            if file.unnamed:
+                bucket = self._place_unnamed(spooled, file, bucket)
             else:
-                file.sync_and_close()
-                bucket = self._rename_into_bucket(spooled.temp, sha256, bucket)
+                bucket = self._place_named(spooled, file, bucket)
             os.fsync(bucket)
         except BaseException:
             self.unpin(sha256)
             raise
+
+    def _place_unnamed(self, spooled: Spooled, file: SpoolFile, bucket: int) -> int:
+        """Link the unnamed temp in, then fsync it; a name already taken is looked at as a
+        named temp's would be. Returns the bucket's descriptor, the one to fsync."""
+        sha256 = spooled.sha256
+        try:
+            try:
+                file.link(sha256, bucket)
+            except FileNotFoundError:  # the bucket was removed by hand: made again
+                bucket = self._reopen_bucket(sha256[:2], bucket)
+                file.link(sha256, bucket)
+        except FileExistsError:
+            if _size_at(sha256, bucket) == spooled.size:  # the same bytes: keep theirs
+                file.abort()
+                _fsync_at(sha256, bucket)
+                return bucket
+            file.name_it()  # damage, or gone meanwhile: placed under a name, as named temps are
+            return self._place_named(spooled, file, bucket)
+        file.sync_and_close()
+        return bucket
+
+    def _place_named(self, spooled: Spooled, file: SpoolFile, bucket: int) -> int:
+        """Rename the named temp in unless the same bytes are there; returns the bucket's
+        descriptor, the one to fsync."""
+        sha256 = spooled.sha256
+        present = _size_at(sha256, bucket)
+        if present is None:
+            bucket = self._rename_into_bucket(spooled.temp, sha256, bucket)
+            file.sync_and_close()
+        elif present == spooled.size:
+            file.abort()
+            _fsync_at(sha256, bucket)
+        else:
+            file.sync_and_close()
+            bucket = self._rename_into_bucket(spooled.temp, sha256, bucket)
+        return bucket
 
     def unpin(self, sha256: str) -> None:
         """The submission that placed `sha256` is settled (recorded or refused)."""

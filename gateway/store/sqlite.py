@@ -91,6 +91,7 @@ class SQLiteStore(AcceptingStore, ReturnFlowStore):
             crashed=files.crashed,
             temps_removed=files.temps_removed,
             orphans_removed=files.orphans_removed,
+            unnamed_temps=payloads.unnamed_temps,
         )
         return store
 

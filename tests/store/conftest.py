@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 
 from gateway.model import Direction
-from gateway.store import Submission, open_store
+from gateway.store import Submission, open_store, payloads
 from gateway.store.sqlite import SQLiteStore
 
 T0 = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
@@ -68,7 +70,25 @@ def payload_files(root: Path) -> list[Path]:
 
 
 def temp_files(root: Path) -> list[Path]:
-    return sorted((root / "payloads" / "tmp").iterdir())
+    """Temp files of the store at `root`: named ones in `tmp/`, and unnamed ones (O_TMPFILE)
+    still open in this process, which the kernel shows as `tmp/#<inode> (deleted)`."""
+    tmp = root / "payloads" / "tmp"
+    found = list(tmp.iterdir())
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(f"{tmp}/#"):
+                found.append(Path(target))
+    return sorted(found)
+
+
+@pytest.fixture(params=["unnamed", "named"])
+def temp_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with both kinds of temp file: unnamed (where the file system allows them,
+    as here) and named in `tmp/` (where it does not)."""
+    if request.param == "named":
+        monkeypatch.setattr(payloads, "unnamed_temps_work", lambda directory: False)
+    return str(request.param)
 
 
 @pytest.fixture

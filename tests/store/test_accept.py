@@ -28,6 +28,12 @@ from gateway.store.sqlite import SQLiteStore
 from tests.store.conftest import FakeClock, payload_files, raw_db, sha, sub, temp_files
 
 
+@pytest.fixture(autouse=True)
+def _both_temp_kinds(temp_kind: str) -> str:
+    """Every test here runs with unnamed temps and with named ones (`temp_kind`)."""
+    return temp_kind
+
+
 def assert_nothing_recorded(root: Path) -> None:
     with raw_db(root) as conn:
         assert conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0

@@ -20,6 +20,12 @@ from gateway.store.sqlite import SQLiteStore, open_store
 from tests.store.conftest import payload_files, sha, sub, temp_files
 
 
+@pytest.fixture(autouse=True)
+def _both_temp_kinds(temp_kind: str) -> str:
+    """Every test here runs with unnamed temps and with named ones (`temp_kind`)."""
+    return temp_kind
+
+
 async def stream(parts: Sequence[bytes]) -> AsyncIterator[bytes]:
     for part in parts:
         yield part
@@ -269,3 +275,62 @@ async def test_closing_the_store_closes_its_buckets(root: Path) -> None:
     assert open_in_payloads()  # kept open while the store runs
     await opened_store.close()
     assert open_in_payloads() == []
+
+
+async def test_a_temp_in_flight_has_a_name_only_when_unnamed_ones_are_not_possible(
+    store: SQLiteStore, root: Path, temp_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unnamed: nothing in `tmp/` while the bytes stream, the file linked in when placed."""
+    monkeypatch.setattr(spool, "FLUSH_AT", 16)
+    written, more = asyncio.Event(), asyncio.Event()
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"<Invoice>first part "
+        written.set()
+        await more.wait()
+        yield b"and the rest</Invoice>"
+
+    task = asyncio.create_task(store.accept(parts(), sub()))
+    await written.wait()
+    await asyncio.sleep(0.05)  # the first part's write hop has run
+    in_tmp = list((root / "payloads" / "tmp").iterdir())
+    assert len(temp_files(root)) == 1
+    assert len(in_tmp) == (0 if temp_kind == "unnamed" else 1)
+    more.set()
+    receipt = await task
+    assert store.payload_path(await store.get(receipt.message_id)).read_bytes() == (
+        b"<Invoice>first part and the rest</Invoice>"
+    )
+    assert temp_files(root) == []
+
+
+async def test_bytes_already_there_under_a_name_taken_meanwhile_are_kept(
+    store: SQLiteStore, root: Path, temp_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two submissions of the same bytes placing at once: the second finds the name taken
+    (by the link itself, unnamed) and keeps the first's file, fsynced."""
+    data = b"<Invoice>raced</Invoice>"
+    final = root / "payloads" / sha(data)[:2] / sha(data)
+    real = payloads._size_at
+
+    def taken_meanwhile(name: str, directory: int) -> int | None:
+        if not final.exists():  # the other submission wins the race right now
+            final.parent.mkdir(exist_ok=True)
+            final.write_bytes(data)
+        return real(name, directory)
+
+    monkeypatch.setattr(payloads, "_size_at", taken_meanwhile)
+    if temp_kind == "unnamed":
+        real_link = payloads._link_unnamed
+
+        def link(fd: int, name: str, directory: int) -> None:
+            taken_meanwhile(name, directory)
+            real_link(fd, name, directory)
+
+        monkeypatch.setattr(payloads, "_link_unnamed", link)
+    receipt = await store.accept(data, sub())
+    inode = final.stat().st_ino
+    assert store.payload_path(await store.get(receipt.message_id)) == final
+    assert final.read_bytes() == data
+    assert final.stat().st_ino == inode
+    assert temp_files(root) == []
