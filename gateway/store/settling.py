@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     import sqlite3
 
     from gateway.store.ledger import Ledger
-    from gateway.store.payloads import PayloadDir, Spooled
+    from gateway.store.payloads import PayloadDir
     from gateway.store.spool import Spooler
+    from gateway.store.tempfiles import Spooled
     from gateway.store.writer import Writer
 
 

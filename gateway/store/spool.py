@@ -19,7 +19,8 @@ from gateway.store import (
     Submission,
     TruncatedPayload,
 )
-from gateway.store.payloads import PayloadDir, Spooled
+from gateway.store.payloads import PayloadDir
+from gateway.store.tempfiles import Spooled
 
 FLUSH_AT = 1 << 20  # bytes buffered on the loop before one write hop
 SYNC_EVERY = 16 << 20  # bytes written between two fdatasyncs: the final fsync stays short

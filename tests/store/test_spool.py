@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import StoreError, payloads, spool
+from gateway.store import StoreError, payloads, spool, tempfiles
 from gateway.store.payloads import PayloadDir
 from gateway.store.sqlite import SQLiteStore, open_store
 from tests.store.conftest import payload_files, sha, sub, temp_files
@@ -105,7 +105,7 @@ async def test_the_background_sync_does_not_hold_up_the_writes(
     """While one sync waits on the disk, later batches are written (and no second sync piles up)."""
     syncing, release = threading.Event(), threading.Event()
     syncs: list[int] = []
-    real_sync, real_write = os.fdatasync, payloads.SpoolFile.write_all
+    real_sync, real_write = os.fdatasync, tempfiles.SpoolFile.write_all
     writes_during_sync: list[int] = []
 
     def slow_sync(fd: int) -> None:
@@ -114,7 +114,7 @@ async def test_the_background_sync_does_not_hold_up_the_writes(
         release.wait(5)
         real_sync(fd)
 
-    def write_all(self: payloads.SpoolFile, chunks: Sequence[bytes]) -> None:
+    def write_all(self: tempfiles.SpoolFile, chunks: Sequence[bytes]) -> None:
         if syncing.is_set() and not release.is_set():
             writes_during_sync.append(len(chunks))
             if len(writes_during_sync) >= 3:
@@ -124,7 +124,7 @@ async def test_the_background_sync_does_not_hold_up_the_writes(
     monkeypatch.setattr(spool, "FLUSH_AT", 64 * 1024)
     monkeypatch.setattr(spool, "SYNC_EVERY", 128 * 1024)
     monkeypatch.setattr(os, "fdatasync", slow_sync)
-    monkeypatch.setattr(payloads.SpoolFile, "write_all", write_all)
+    monkeypatch.setattr(tempfiles.SpoolFile, "write_all", write_all)
     parts = [os.urandom(32 * 1024) for _ in range(40)]
     receipt = await store.accept(stream(parts), sub())
     assert len(writes_during_sync) >= 3
@@ -138,14 +138,14 @@ async def test_cancelled_while_a_flush_is_in_flight_leaves_no_temp_file(
 ) -> None:
     monkeypatch.setattr(spool, "FLUSH_AT", 1024)
     writing, release = threading.Event(), threading.Event()
-    real = payloads.SpoolFile.write_all
+    real = tempfiles.SpoolFile.write_all
 
-    def slow(self: payloads.SpoolFile, chunks: Sequence[bytes]) -> None:
+    def slow(self: tempfiles.SpoolFile, chunks: Sequence[bytes]) -> None:
         writing.set()
         release.wait(5)
         real(self, chunks)
 
-    monkeypatch.setattr(payloads.SpoolFile, "write_all", slow)
+    monkeypatch.setattr(tempfiles.SpoolFile, "write_all", slow)
 
     async def endless() -> AsyncIterator[bytes]:
         while True:
@@ -321,13 +321,13 @@ async def test_bytes_already_there_under_a_name_taken_meanwhile_are_kept(
 
     monkeypatch.setattr(payloads, "_size_at", taken_meanwhile)
     if temp_kind == "unnamed":
-        real_link = payloads._link_unnamed
+        real_link = tempfiles._link_unnamed
 
         def link(fd: int, name: str, directory: int) -> None:
             taken_meanwhile(name, directory)
             real_link(fd, name, directory)
 
-        monkeypatch.setattr(payloads, "_link_unnamed", link)
+        monkeypatch.setattr(tempfiles, "_link_unnamed", link)
     receipt = await store.accept(data, sub())
     inode = final.stat().st_ino
     assert store.payload_path(await store.get(receipt.message_id)) == final
