@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from gateway.store import Receipt, StoreError, open_store
-from gateway.store.schema import MIGRATIONS, Migration, connect, migrate
-from tests.store.conftest import FakeClock, raw_db, sub
+from gateway.store.ledger import Ledger
+from gateway.store.schema import MIGRATIONS, Migration, connect, migrate, schema_version
+from tests.store.conftest import FakeClock, raw_db, sha, sub
 
 
 async def test_a_new_store_is_at_the_latest_version_in_wal_mode(
@@ -87,15 +88,23 @@ async def test_one_sha256_index_serves_the_duplicate_check_and_the_reference_che
     insert): both lookups by content use it, none scans the table, and a v3 store with
     messages is upgraded with its duplicates still refused."""
     root.mkdir()
+    data = b"<Invoice>once</Invoice>"
     conn = connect(root / "raccord.db")
     try:
         assert migrate(conn, now="2026-01-01T00:00:00.000000+00:00", migrations=MIGRATIONS[:3]) == 3
+        conn.execute("BEGIN IMMEDIATE")  # a message recorded while the store is still at v3
+        first = Ledger(clock=clock, rand=lambda: 0.5).accept(
+            conn, sub(), sha256=sha(data), size=len(data), placed=True
+        )
+        conn.execute("COMMIT")
     finally:
         conn.close()
-    first = await _accept_once(root, clock, b"<Invoice>once</Invoice>")
+    again = await _accept_once(root, clock, data)  # opening upgrades the store to v4 first
+    assert again.duplicate
+    assert again.message_id == first.message_id
     conn = connect(root / "raccord.db")
     try:
-        assert migrate(conn, now="2026-01-02T00:00:00.000000+00:00") == MIGRATIONS[-1].version
+        assert schema_version(conn) == MIGRATIONS[-1].version
         queries = [
             ("SELECT * FROM messages WHERE source = ? AND interface_code = ? AND sha256 = ?", 3),
             ("SELECT 1 FROM messages WHERE sha256 = ? LIMIT 1", 1),
@@ -107,9 +116,6 @@ async def test_one_sha256_index_serves_the_duplicate_check_and_the_reference_che
         assert not names & {"ux_messages_content", "ix_messages_sha256"}
     finally:
         conn.close()
-    again = await _accept_once(root, clock, b"<Invoice>once</Invoice>")
-    assert again.duplicate
-    assert again.message_id == first.message_id
 
 
 async def _accept_once(root: Path, clock: FakeClock, data: bytes) -> Receipt:

@@ -312,11 +312,13 @@ async def test_bytes_already_there_under_a_name_taken_meanwhile_are_kept(
     data = b"<Invoice>raced</Invoice>"
     final = root / "payloads" / sha(data)[:2] / sha(data)
     real = payloads._size_at
+    theirs: list[int] = []  # the inode of the file the other submission placed
 
     def taken_meanwhile(name: str, directory: int) -> int | None:
         if not final.exists():  # the other submission wins the race right now
             final.parent.mkdir(exist_ok=True)
             final.write_bytes(data)
+            theirs.append(final.stat().st_ino)
         return real(name, directory)
 
     monkeypatch.setattr(payloads, "_size_at", taken_meanwhile)
@@ -329,8 +331,7 @@ async def test_bytes_already_there_under_a_name_taken_meanwhile_are_kept(
 
         monkeypatch.setattr(tempfiles, "_link_unnamed", link)
     receipt = await store.accept(data, sub())
-    inode = final.stat().st_ino
     assert store.payload_path(await store.get(receipt.message_id)) == final
     assert final.read_bytes() == data
-    assert final.stat().st_ino == inode
+    assert [final.stat().st_ino] == theirs  # theirs kept, ours not renamed over it
     assert temp_files(root) == []
