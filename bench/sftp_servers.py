@@ -207,8 +207,9 @@ class _Spooling:
 class SpoolingSFTPServer(asyncssh.SFTPServer):
     """asyncssh's SFTPServer handing each upload to the store's own spool and placement, and
     nothing else: hashed and written off the loop while it streams, synced in the background
-    every 16 MB, then at CLOSE renamed into its sha256 bucket and fsynced with it. No jail,
-    sniffing, routing or database: what the durable, content-addressed inbox costs alone."""
+    every 16 MB, then at CLOSE linked (or renamed) into its sha256 bucket and fsynced with it.
+    No jail, sniffing, routing or database: what the durable, content-addressed inbox costs
+    alone."""
 
     def __init__(self, chan: asyncssh.SSHServerChannel[bytes], *, payloads: PayloadDir) -> None:
         super().__init__(chan)

@@ -63,6 +63,14 @@ def _fsync_at(name: str, directory: int) -> None:
         os.close(fd)
 
 
+def _keep_theirs(file: SpoolFile, sha256: str, bucket: int) -> int:
+    """The same bytes are already in place, maybe another submission's not yet durable: our
+    temp is dropped and theirs fsynced. Returns the bucket, the one to fsync."""
+    file.abort()
+    _fsync_at(sha256, bucket)
+    return bucket
+
+
 def fsync_dir(path: str | Path) -> None:
     """Make the directory's entries (a rename, a new file) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -229,10 +237,10 @@ class PayloadDir:
     def place(self, spooled: Spooled, file: SpoolFile) -> None:
         """Move a sealed temp to its final path and pin it; durable when this returns.
 
-        The rename comes before the fsyncs: one barrier then carries the bytes and the name.
-        A payload already present with the same size is not rewritten (the temp is dropped)
-        but fsynced, because the rename we found may be another submission's whose bytes are
-        not durable yet; a present file of another size (damage) is replaced only once our
+        The link or rename comes before the fsyncs: one barrier then carries the bytes and the
+        name. A payload already present with the same size is not rewritten (the temp is
+        dropped) but fsynced, because the name we found may be another submission's whose
+        bytes are not durable yet; a present file of another size (damage) is replaced only once our
         bytes are durable. A bucket removed by hand since the store opened is made again.
         """
         sha256 = spooled.sha256
@@ -262,10 +270,8 @@ class PayloadDir:
                 bucket = self._reopen_bucket(sha256[:2], bucket)
                 file.link(sha256, bucket)
         except FileExistsError:
-            if _size_at(sha256, bucket) == spooled.size:  # the same bytes: keep theirs
-                file.abort()
-                _fsync_at(sha256, bucket)
-                return bucket
+            if _size_at(sha256, bucket) == spooled.size:
+                return _keep_theirs(file, sha256, bucket)
             file.name_it()  # damage, or gone meanwhile: placed under a name, as named temps are
             return self._place_named(spooled, file, bucket)
         file.sync_and_close()
@@ -280,8 +286,7 @@ class PayloadDir:
             bucket = self._rename_into_bucket(spooled.temp, sha256, bucket)
             file.sync_and_close()
         elif present == spooled.size:
-            file.abort()
-            _fsync_at(sha256, bucket)
+            _keep_theirs(file, sha256, bucket)
         else:
             file.sync_and_close()
             bucket = self._rename_into_bucket(spooled.temp, sha256, bucket)
@@ -299,7 +304,7 @@ class PayloadDir:
 
         Holding the lock from the check to the unlink means a concurrent `place` of the same
         bytes either pinned before (we keep the file) or pins after (it finds no file and
-        renames its own temp into place).
+        moves its own temp into place).
         """
         with self._lock:
             if self._pins[sha256] > 1 or referenced(sha256):
